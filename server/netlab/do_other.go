@@ -1,0 +1,10 @@
+//go:build !linux
+
+package netlab
+
+import "errors"
+
+// Do needs Linux network namespaces.
+func (h *Host) Do(fn func() error) error {
+	return errors.New("netlab: network namespaces need Linux")
+}
