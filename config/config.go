@@ -1,0 +1,240 @@
+// Package config is netdeploy's typed configuration: defaults, loading
+// (YAML file, then NETDEPLOY_* environment variables, then flags, through a
+// local spf13/viper instance) and validation. Nothing outside this package
+// touches viper.
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/netdeploy/netdeploy/server/policy"
+	"github.com/netdeploy/netdeploy/server/udprange"
+)
+
+// DHCP modes (dhcp.mode).
+const (
+	ModeAuthoritative = "authoritative"
+	ModeProxy         = "proxy"
+	ModeOff           = "off"
+)
+
+// Config is the whole configuration. The mapstructure tags are the
+// documented key names (README "Configuration").
+type Config struct {
+	Interface string `mapstructure:"interface"`
+	ServerIP  string `mapstructure:"server_ip"`
+	UDPRange  string `mapstructure:"udp_range"`
+	DataDir   string `mapstructure:"data_dir"`
+	ImagesDir string `mapstructure:"images_dir"`
+	LogLevel  string `mapstructure:"log_level"`
+	DHCP      DHCP   `mapstructure:"dhcp"`
+	PXE       PXE    `mapstructure:"pxe"`
+	Boot      Boot   `mapstructure:"boot"`
+	TFTP      TFTP   `mapstructure:"tftp"`
+	HTTP      HTTP   `mapstructure:"http"`
+}
+
+// DHCP configures the DHCP server.
+type DHCP struct {
+	Mode              string        `mapstructure:"mode"`
+	Authorization     bool          `mapstructure:"authorization"`
+	AuthorizedServers []string      `mapstructure:"authorized_servers"`
+	Pool              string        `mapstructure:"pool"`
+	Router            string        `mapstructure:"router"`
+	DNS               []string      `mapstructure:"dns"`
+	Lease             time.Duration `mapstructure:"lease"`
+}
+
+// PXE configures which clients may boot.
+type PXE struct {
+	Policy string   `mapstructure:"policy"`
+	Known  []string `mapstructure:"known"`
+}
+
+// Boot is the default boot entry and where the iPXE binaries are.
+type Boot struct {
+	IPXEDir string `mapstructure:"ipxe_dir"`
+	Kernel  string `mapstructure:"kernel"`
+	Initrd  string `mapstructure:"initrd"`
+	Cmdline string `mapstructure:"cmdline"`
+}
+
+// TFTP configures the TFTP root.
+type TFTP struct {
+	Root string `mapstructure:"root"`
+}
+
+// HTTP configures the HTTP boot server.
+type HTTP struct {
+	Port int `mapstructure:"port"`
+}
+
+// Error is a configuration problem: the key and what is wrong with it.
+type Error struct {
+	Key     string
+	Problem string
+}
+
+func (e *Error) Error() string { return "config: " + e.Key + ": " + e.Problem }
+
+func keyErr(key, format string, args ...any) error {
+	return &Error{Key: key, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Default returns the defaults. Paths that follow data_dir (images_dir,
+// tftp.root) stay empty here and are filled in by Finish.
+func Default() Config {
+	return Config{
+		UDPRange: udprange.Default().String(),
+		DataDir:  defaultDataDir(),
+		LogLevel: "info",
+		DHCP: DHCP{
+			Mode:  ModeAuthoritative,
+			Lease: time.Hour,
+		},
+		PXE:  PXE{Policy: string(policy.All)},
+		Boot: Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
+		HTTP: HTTP{Port: 80},
+	}
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/netdeploy"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "netdeploy")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "netdeploy")
+	}
+	return "netdeploy-data"
+}
+
+// Finish fills in the values derived from others.
+func (c *Config) Finish() {
+	if c.ImagesDir == "" {
+		c.ImagesDir = filepath.Join(c.DataDir, "images")
+	}
+	if c.TFTP.Root == "" {
+		c.TFTP.Root = filepath.Join(c.DataDir, "tftp")
+	}
+	c.DHCP.Mode = strings.ToLower(strings.TrimSpace(c.DHCP.Mode))
+	c.PXE.Policy = strings.ToLower(strings.TrimSpace(c.PXE.Policy))
+}
+
+// Validate checks everything that can be checked without looking at the
+// machine's interfaces. The error is an *Error naming the key.
+func (c *Config) Validate() error {
+	if _, err := udprange.Parse(c.UDPRange); err != nil {
+		return keyErr("udp_range", "%v", err)
+	}
+	if c.ServerIP != "" {
+		if ip := net.ParseIP(c.ServerIP); ip == nil || ip.To4() == nil {
+			return keyErr("server_ip", "%q is not an IPv4 address", c.ServerIP)
+		}
+	}
+	switch c.DHCP.Mode {
+	case ModeAuthoritative, ModeProxy, ModeOff:
+	default:
+		return keyErr("dhcp.mode", "unknown mode %q (want authoritative, proxy or off)", c.DHCP.Mode)
+	}
+	if _, err := parseIPs(c.DHCP.AuthorizedServers); err != nil {
+		return keyErr("dhcp.authorized_servers", "%v", err)
+	}
+	if c.DHCP.Pool != "" {
+		if _, _, err := parsePool(c.DHCP.Pool); err != nil {
+			return keyErr("dhcp.pool", "%v", err)
+		}
+	}
+	if c.DHCP.Router != "" {
+		if ip := net.ParseIP(c.DHCP.Router); ip == nil || ip.To4() == nil {
+			return keyErr("dhcp.router", "%q is not an IPv4 address", c.DHCP.Router)
+		}
+	}
+	if _, err := parseIPs(c.DHCP.DNS); err != nil {
+		return keyErr("dhcp.dns", "%v", err)
+	}
+	if c.DHCP.Lease < time.Minute || c.DHCP.Lease > 365*24*time.Hour {
+		return keyErr("dhcp.lease", "%s is outside 1m-8760h", c.DHCP.Lease)
+	}
+	if _, err := policy.ParseMode(c.PXE.Policy); err != nil {
+		return keyErr("pxe.policy", "%v", err)
+	}
+	for _, m := range c.PXE.Known {
+		if _, err := net.ParseMAC(m); err != nil {
+			return keyErr("pxe.known", "%q is not a MAC address", m)
+		}
+	}
+	if c.HTTP.Port < 1 || c.HTTP.Port > 65535 {
+		return keyErr("http.port", "%d is not a TCP port", c.HTTP.Port)
+	}
+	if c.Boot.Initrd != "" && c.Boot.Kernel == "" {
+		return keyErr("boot.initrd", "set without boot.kernel")
+	}
+	for key, p := range map[string]string{"boot.kernel": c.Boot.Kernel, "boot.initrd": c.Boot.Initrd} {
+		if p == "" {
+			continue
+		}
+		if st, err := os.Stat(p); err != nil {
+			return keyErr(key, "%v", err)
+		} else if !st.Mode().IsRegular() {
+			return keyErr(key, "%s is not a regular file", p)
+		}
+	}
+	if st, err := os.Stat(c.Boot.IPXEDir); err != nil || !st.IsDir() {
+		return keyErr("boot.ipxe_dir", "%s is not a directory (install the Debian package ipxe, or set boot.ipxe_dir)", c.Boot.IPXEDir)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return keyErr("log_level", "unknown level %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	if c.DataDir == "" {
+		return keyErr("data_dir", "must not be empty")
+	}
+	return nil
+}
+
+func parseIPs(list []string) ([]net.IP, error) {
+	var out []net.IP
+	for _, s := range list {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("%q is not an IPv4 address", s)
+		}
+		out = append(out, ip.To4())
+	}
+	return out, nil
+}
+
+// parsePool reads "A-B" (two IPv4 addresses, A <= B).
+func parsePool(s string) (net.IP, net.IP, error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return nil, nil, fmt.Errorf("%q is not FIRST-LAST", s)
+	}
+	first := net.ParseIP(strings.TrimSpace(a)).To4()
+	last := net.ParseIP(strings.TrimSpace(b)).To4()
+	if first == nil || last == nil {
+		return nil, nil, fmt.Errorf("%q is not two IPv4 addresses", s)
+	}
+	if ipToUint(first) > ipToUint(last) {
+		return nil, nil, fmt.Errorf("%q is inverted (first address above last)", s)
+	}
+	return first, last, nil
+}
+
+func ipToUint(ip net.IP) uint32 {
+	ip = ip.To4()
+	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}
+
+func uintToIP(v uint32) net.IP {
+	return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).To4()
+}
