@@ -82,7 +82,7 @@ func (f *FS) Open(name string) (File, error) {
 	switch strings.ToLower(clean) {
 	case ScriptName:
 		if f.Script != nil {
-			return memFile(f.Script()), nil
+			return MemFile(f.Script()), nil
 		}
 	case KernelName:
 		if f.Entry.Kernel != "" {
@@ -205,7 +205,8 @@ type bytesFile struct {
 	mod time.Time
 }
 
-func memFile(b []byte) File { return &bytesFile{Reader: bytes.NewReader(b), mod: time.Now()} }
+// MemFile serves b as a boot file.
+func MemFile(b []byte) File { return &bytesFile{Reader: bytes.NewReader(b), mod: time.Now()} }
 
 func (f *bytesFile) Close() error       { return nil }
 func (f *bytesFile) ModTime() time.Time { return f.mod }
