@@ -160,6 +160,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, name, f.ModTime(), f)
 		return
 	}
+	// A known type spares ServeContent from sniffing the content.
+	if name == boot.ScriptName {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	} else if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
 	start := ev
 	start.Event = tracker.KindStart
 	s.Events.Emit(start)
@@ -202,7 +208,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Seek restarts the count: ServeContent seeks to the start of what it
+// sends (after sniffing, or to a range's first byte).
 func (c *countingReader) Seek(off int64, whence int) (int64, error) {
+	c.n = 0
 	return c.f.Seek(off, whence)
 }
 

@@ -101,6 +101,16 @@ func TestDownloadAndEvents(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, big[100:200]) {
 		t.Fatalf("range: %d %d", resp.StatusCode, len(b))
 	}
+	evs := ev.all()
+	if last := evs[len(evs)-1]; last.Event != tracker.KindDone || last.Bytes != 100 {
+		t.Errorf("range done event %+v, want 100 bytes", last)
+	}
+	// The script is counted once, whatever ServeContent does first.
+	get(t, base+"/boot.ipxe?mac=52-54-00-12-34-56", nil)
+	evs = ev.all()
+	if last := evs[len(evs)-1]; last.File != "boot.ipxe" || last.Bytes != last.Total || last.Total == 0 {
+		t.Errorf("script done event %+v", last)
+	}
 }
 
 func TestScriptAndErrors(t *testing.T) {

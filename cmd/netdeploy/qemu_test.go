@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cavaliergopher/cpio"
+
+	"github.com/netdeploy/netdeploy/server/netlab"
+	"github.com/netdeploy/netdeploy/server/tracker"
+)
+
+const bootMarker = "NETDEPLOY-E2E-BOOTED"
+
+// testInitramfs writes a newc initramfs whose /init (busybox-static)
+// prints bootMarker on the serial console and powers off.
+func testInitramfs(t *testing.T, path string) {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Skipf("needs busybox-static: %v", err)
+	}
+	initScript := "#!/bin/busybox sh\n" +
+		"/bin/busybox mount -t devtmpfs devtmpfs /dev\n" +
+		"exec </dev/console >/dev/console 2>&1\n" +
+		"/bin/busybox echo " + bootMarker + "\n" +
+		"/bin/busybox echo " + bootMarker + " > /dev/kmsg\n" +
+		"/bin/busybox poweroff -f\n"
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cpio.NewWriter(f)
+	add := func(name string, mode cpio.FileMode, body []byte) {
+		if err := w.WriteHeader(&cpio.Header{Name: name, Mode: mode, Size: int64(len(body)), Links: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("bin", cpio.TypeDir|0o755, nil)
+	add("dev", cpio.TypeDir|0o755, nil)
+	add("bin/busybox", cpio.TypeReg|0o755, bb)
+	add("init", cpio.TypeReg|0o755, []byte(initScript))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+func hostKernel(t *testing.T) string {
+	t.Helper()
+	list, _ := filepath.Glob("/boot/vmlinuz-*")
+	if len(list) == 0 {
+		t.Skip("needs a Linux kernel in /boot (Debian package linux-image-amd64)")
+	}
+	sort.Strings(list)
+	return list[len(list)-1]
+}
+
+// TestQEMUPXEBoot boots a virtual machine from netdeploy: BIOS through the
+// NIC's iPXE ROM (DHCP, script and kernel over HTTP), UEFI through OVMF's
+// own PXE client (DHCP, snponly.efi over TFTP, then iPXE over HTTP).
+func TestQEMUPXEBoot(t *testing.T) {
+	need(t, "qemu-system-x86_64")
+	for _, fw := range []string{"bios", "uefi"} {
+		t.Run(fw, func(t *testing.T) { qemuBoot(t, fw, false) })
+	}
+	// proxyDHCP: dnsmasq hands out the address, netdeploy only the boot
+	// information (on 67 and on the PXE port 4011).
+	t.Run("uefi-proxy", func(t *testing.T) { qemuBoot(t, "uefi", true) })
+	t.Run("bios-proxy", func(t *testing.T) { qemuBoot(t, "bios", true) })
+}
+
+func qemuBoot(t *testing.T, fw string, proxy bool) {
+	kernel := hostKernel(t)
+	work := t.TempDir()
+	initrd := filepath.Join(work, "initrd.cpio")
+	testInitramfs(t, initrd)
+	lab := netlab.New(t)
+	srv := lab.AddHost("srv", "198.18.0.1/24", "")
+	tap := lab.AddTap("tap0")
+	args := []string{"--interface", "eth0", "--data-dir", filepath.Join(work, "data"),
+		"--kernel", kernel, "--initrd", initrd, "--cmdline", "console=ttyS0,115200 panic=-1"}
+	if proxy {
+		need(t, "dnsmasq")
+		other := lab.AddHost("dhcp", "198.18.0.2/24", "")
+		dm := other.Command(context.Background(), "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--pid-file=",
+			"--dhcp-range=198.18.0.50,198.18.0.60,1h", "--interface=eth0", "--bind-interfaces",
+			"--dhcp-leasefile="+filepath.Join(work, "dnsmasq.leases"))
+		if err := dm.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dm.Process.Kill(); dm.Wait() })
+		args = append(args, "--dhcp-mode", "proxy")
+	}
+	nd := serveIn(t, srv, args...)
+
+	mac := "52:54:00:e2:e0:01"
+	if fw == "uefi" {
+		mac = "52:54:00:e2:e0:02"
+	}
+	if proxy {
+		mac = strings.Replace(mac, "e2:e0", "e2:e1", 1)
+	}
+	serial := filepath.Join(work, "serial.log")
+	// BIOS: the i440fx machine with an e1000 NIC and iPXE's option ROM for
+	// it (Debian's virtio ROM carries the modern virtio PCI id, which
+	// SeaBIOS does not match). UEFI: q35 with virtio-net and OVMF.
+	machine := "pc"
+	if fw == "uefi" {
+		machine = "q35"
+	}
+	args = []string{"-machine", machine, "-accel", "tcg", "-m", "768", "-smp", "1",
+		"-display", "none", "-monitor", "none", "-serial", "file:" + serial, "-no-reboot",
+		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+	switch fw {
+	case "bios":
+		rom := "/usr/lib/ipxe/qemu/pxe-e1000.rom"
+		if _, err := os.Stat(rom); err != nil {
+			t.Skipf("needs %s (Debian package ipxe-qemu)", rom)
+		}
+		args = append(args, "-device", "e1000,netdev=n0,mac="+mac+",romfile="+rom, "-boot", "n")
+	case "uefi":
+		code := "/usr/share/OVMF/OVMF_CODE_4M.fd"
+		vars, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
+		if err != nil {
+			t.Skipf("needs OVMF (Debian package ovmf): %v", err)
+		}
+		writeFile(t, filepath.Join(work, "vars.fd"), vars)
+		// romfile= leaves the NIC without iPXE: OVMF's own PXE client boots.
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+filepath.Join(work, "vars.fd"),
+			"-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile=")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	vm := lab.LANCommand(ctx, "qemu-system-x86_64", args...)
+	var vmOut lockedBuffer
+	vm.Stdout, vm.Stderr = &vmOut, &vmOut
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- vm.Wait() }()
+	defer func() {
+		vm.Process.Kill()
+		<-exited
+	}()
+
+	deadline := time.Now().Add(7 * time.Minute)
+	booted := func() (bool, string) {
+		b, _ := os.ReadFile(serial)
+		return strings.Contains(string(b), bootMarker), string(b)
+	}
+	for {
+		if ok, _ := booted(); ok {
+			break
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			// The guest powers off right after printing the marker.
+			if ok, out := booted(); !ok {
+				t.Fatalf("qemu exited (%v) before the marker; serial:\n%s\nqemu: %s", err, tail(out), vmOut.String())
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+		if ok, _ := booted(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, out := booted()
+			t.Fatalf("no boot marker on the serial console; serial:\n%s", tail(out))
+		}
+	}
+
+	// The boot went through the stages netdeploy reports.
+	is := func(stage tracker.Stage, kind tracker.Kind, file string) func(tracker.Event) bool {
+		return func(e tracker.Event) bool {
+			return e.MAC == mac && e.Stage == stage && e.Event == kind && (file == "" || e.File == file)
+		}
+	}
+	if !proxy {
+		nd.wait(5*time.Second, "dhcp done", is(tracker.StageDHCP, tracker.KindDone, ""))
+	} else {
+		// The address came from dnsmasq's range, never from netdeploy.
+		for _, e := range nd.all() {
+			if e.Stage == tracker.StageDHCP && e.Event == tracker.KindDone {
+				t.Errorf("proxy mode assigned an address: %+v", e)
+			}
+		}
+	}
+	pxe := nd.wait(5*time.Second, "pxe done", is(tracker.StagePXE, tracker.KindDone, ""))
+	if proxy && pxe.IP != "" && !strings.HasPrefix(pxe.IP, "198.18.0.5") && !strings.HasPrefix(pxe.IP, "198.18.0.60") {
+		t.Errorf("client address %s is not from dnsmasq's range", pxe.IP)
+	}
+	if fw == "uefi" {
+		nd.wait(5*time.Second, "tftp snponly.efi", is(tracker.StageTFTP, tracker.KindDone, "snponly.efi"))
+	}
+	nd.wait(5*time.Second, "http script", is(tracker.StageHTTP, tracker.KindDone, "boot.ipxe"))
+	nd.wait(5*time.Second, "http kernel", is(tracker.StageHTTP, tracker.KindDone, "netdeploy/kernel"))
+	nd.wait(5*time.Second, "http initrd", is(tracker.StageHTTP, tracker.KindDone, "netdeploy/initrd"))
+	nd.stop()
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		return s[len(s)-4000:]
+	}
+	return s
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/netdeploy/netdeploy/config"
+	"github.com/netdeploy/netdeploy/server"
+	"github.com/netdeploy/netdeploy/server/tracker"
+)
+
+func newServe() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the enabled services headless: JSON events on stdout, logs on stderr",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			rt, err := cfg.Resolve(config.SystemInterfaces)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), rt.LogLevel)
+			return serve(cmd.Context(), rt, log, cmd.OutOrStdout())
+		},
+	}
+	config.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(strings.ToUpper(level)))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// serve runs every service until SIGINT or SIGTERM, writing events as JSON
+// lines to out.
+func serve(parent context.Context, rt *config.Runtime, log *slog.Logger, out io.Writer) error {
+	if parent == nil {
+		parent = context.Background()
+	}
+	o, err := server.New(rt, log)
+	if err != nil {
+		return err
+	}
+	sub := o.Tracker.Subscribe()
+	defer sub.Close()
+	if err := o.Listen(); err != nil {
+		return err
+	}
+	log.Info("netdeploy serving", "interface", rt.Iface.Name, "ip", rt.ServerIP, "dhcp", rt.DHCP.Mode,
+		"authorization", rt.DHCP.Authorization, "udp_range", rt.Range.String(), "http_port", rt.HTTP.Port,
+		"pool", poolString(rt), "policy", string(rt.Policy))
+
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g, gctx := errgroup.WithContext(ctx)
+	services := o.Services()
+	for _, s := range services {
+		g.Go(func() error {
+			if err := s.Serve(); err != nil {
+				return err
+			}
+			return nil
+		})
+	}
+	o.Announce()
+	streamStop, streamDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		writeEvents(streamStop, sub, out, log)
+	}()
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("stopping", "reason", context.Cause(gctx))
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var errs []error
+		for _, s := range services {
+			if err := s.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	})
+	err = g.Wait()
+	close(streamStop)
+	<-streamDone
+	if err != nil {
+		return err
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+func poolString(rt *config.Runtime) string {
+	if rt.PoolStart == nil {
+		return "none"
+	}
+	return rt.PoolStart.String() + "-" + rt.PoolEnd.String()
+}
+
+// writeEvents copies the event stream to out, one JSON object per line,
+// until stop is closed (and then writes what is still queued).
+func writeEvents(stop <-chan struct{}, sub *tracker.Subscription, out io.Writer, log *slog.Logger) {
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	broken := false
+	flush := func() {
+		for _, e := range sub.Next() {
+			if broken {
+				continue
+			}
+			if err := enc.Encode(e); err != nil {
+				broken = true
+			}
+		}
+		if !broken && w.Flush() != nil {
+			broken = true
+			log.Warn("event output closed; services keep running")
+		}
+	}
+	for {
+		select {
+		case <-sub.Ready():
+			flush()
+		case <-stop:
+			flush()
+			return
+		}
+	}
+}

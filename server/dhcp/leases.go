@@ -1,0 +1,493 @@
+package dhcp
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Pool is the range of addresses an authoritative server leases, both ends
+// included.
+type Pool struct {
+	Start, End net.IP
+}
+
+// Lease is one client's address.
+type Lease struct {
+	MAC      string    `json:"mac"`
+	IP       net.IP    `json:"ip"`
+	Expires  time.Time `json:"expires"`
+	Hostname string    `json:"hostname,omitempty"`
+}
+
+// Expired reports whether the lease has run out at now.
+func (l Lease) Expired(now time.Time) bool { return !l.Expires.After(now) }
+
+// Lease store limits.
+const (
+	maxPoolSize   = 1 << 16          // addresses; larger pools are refused
+	maxLeaseFile  = 64 << 20         // bytes read from leases.json
+	offerHold     = 30 * time.Second // an OFFERed address is kept for its client
+	declineHold   = 10 * time.Minute // a DECLINEd address is not offered again
+	leaseFileName = "leases.json"
+	leaseVersion  = 1
+)
+
+// Errors of the lease store; the handler turns them into NAKs or events.
+var (
+	errPoolExhausted = errors.New("address pool exhausted")
+	errOutsidePool   = errors.New("address is outside the pool")
+	errReserved      = errors.New("address is reserved")
+	errDeclined      = errors.New("address was declined as in use")
+	errTaken         = errors.New("address is leased to another client")
+)
+
+func ipToU32(ip net.IP) (uint32, bool) {
+	ip4 := ip.To4()
+	if ip4 == nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(ip4), true
+}
+
+func u32ToIP(v uint32) net.IP {
+	ip := make(net.IP, net.IPv4len)
+	binary.BigEndian.PutUint32(ip, v)
+	return ip
+}
+
+// bounds checks the pool against the server's subnet.
+func (p Pool) bounds(serverIP net.IP, mask net.IPMask) (start, end uint32, err error) {
+	start, ok1 := ipToU32(p.Start)
+	end, ok2 := ipToU32(p.End)
+	switch {
+	case !ok1 || !ok2:
+		return 0, 0, fmt.Errorf("pool %s-%s is not IPv4", p.Start, p.End)
+	case start > end:
+		return 0, 0, fmt.Errorf("pool %s-%s is inverted", p.Start, p.End)
+	case end-start >= maxPoolSize:
+		return 0, 0, fmt.Errorf("pool %s-%s has more than %d addresses", p.Start, p.End, maxPoolSize)
+	}
+	if len(mask) == net.IPv4len && serverIP != nil {
+		sub := &net.IPNet{IP: serverIP.Mask(mask), Mask: mask}
+		if !sub.Contains(p.Start) || !sub.Contains(p.End) {
+			return 0, 0, fmt.Errorf("pool %s-%s is outside the server's subnet %s", p.Start, p.End, sub)
+		}
+	}
+	return start, end, nil
+}
+
+// entry is one address bound or offered to one MAC.
+type entry struct {
+	mac      string
+	ip       uint32
+	expires  time.Time // end of the bound lease; zero: offered, never bound
+	hold     time.Time // end of the offer reservation
+	hostname string
+}
+
+// free reports whether the address may go to another MAC at now.
+func (e *entry) free(now time.Time) bool {
+	return !e.expires.After(now) && !e.hold.After(now)
+}
+
+func (e *entry) lease() Lease {
+	return Lease{MAC: e.mac, IP: u32ToIP(e.ip), Expires: e.expires, Hostname: e.hostname}
+}
+
+// leaseStore hands out addresses from a pool. Every address is held by at
+// most one MAC and every MAC holds at most one address. Bound leases are
+// written to dir/leases.json on every change (dir "" keeps them in memory).
+// Safe for concurrent use.
+type leaseStore struct {
+	start, end uint32
+	exclude    map[uint32]bool
+	leaseTime  time.Duration
+	dir        string
+	// saveFailed is told when leases.json cannot be written; the leases
+	// in memory stay valid.
+	saveFailed func(error)
+
+	mu    sync.Mutex
+	byIP  map[uint32]*entry
+	byMAC map[string]*entry
+	bad   map[uint32]time.Time // declined until
+}
+
+// newLeaseStore loads dir/leases.json (if dir is set) for a pool. exclude
+// lists addresses never handed out (the server's own, the router); the
+// subnet's network and broadcast addresses are excluded when mask is set.
+func newLeaseStore(pool Pool, serverIP net.IP, mask net.IPMask, exclude []net.IP, leaseTime time.Duration, dir string, now time.Time) (*leaseStore, error) {
+	start, end, err := pool.bounds(serverIP, mask)
+	if err != nil {
+		return nil, err
+	}
+	s := &leaseStore{
+		start: start, end: end,
+		exclude:   map[uint32]bool{},
+		leaseTime: leaseTime,
+		dir:       dir,
+		byIP:      map[uint32]*entry{},
+		byMAC:     map[string]*entry{},
+		bad:       map[uint32]time.Time{},
+	}
+	for _, ip := range append([]net.IP{serverIP}, exclude...) {
+		if v, ok := ipToU32(ip); ok {
+			s.exclude[v] = true
+		}
+	}
+	if len(mask) == net.IPv4len && serverIP != nil {
+		m := binary.BigEndian.Uint32(mask)
+		if m != 0xffffffff && m != 0xfffffffe { // /31 and /32 have none
+			netw, _ := ipToU32(serverIP.Mask(mask))
+			s.exclude[netw] = true
+			s.exclude[netw|^m] = true
+		}
+	}
+	if dir != "" {
+		if err := s.load(now); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *leaseStore) inPool(ip uint32) bool { return ip >= s.start && ip <= s.end }
+
+// usable reports whether ip may be handed out at all at now.
+func (s *leaseStore) usable(ip uint32, now time.Time) bool {
+	if !s.inPool(ip) || s.exclude[ip] {
+		return false
+	}
+	if until, ok := s.bad[ip]; ok {
+		if until.After(now) {
+			return false
+		}
+		delete(s.bad, ip)
+	}
+	return true
+}
+
+func (s *leaseStore) insert(e *entry) {
+	s.byIP[e.ip] = e
+	s.byMAC[e.mac] = e
+}
+
+func (s *leaseStore) remove(e *entry) {
+	if s.byIP[e.ip] == e {
+		delete(s.byIP, e.ip)
+	}
+	if s.byMAC[e.mac] == e {
+		delete(s.byMAC, e.mac)
+	}
+}
+
+// offer picks an address for mac and reserves it for offerHold: the one mac
+// already has, else want (option 50) if free, else a never-used one, else
+// the one that expired longest ago.
+func (s *leaseStore) offer(mac string, want net.IP, now time.Time) (net.IP, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dirty := false
+	defer func() {
+		if dirty {
+			s.saveLocked()
+		}
+	}()
+	if e := s.byMAC[mac]; e != nil {
+		if s.usable(e.ip, now) {
+			e.hold = now.Add(offerHold)
+			return u32ToIP(e.ip), nil
+		}
+		s.remove(e)
+		dirty = !e.expires.IsZero()
+	}
+	take := func(ip uint32) net.IP {
+		s.insert(&entry{mac: mac, ip: ip, hold: now.Add(offerHold)})
+		return u32ToIP(ip)
+	}
+	if w, ok := ipToU32(want); ok && s.usable(w, now) && s.byIP[w] == nil {
+		return take(w), nil
+	}
+	for ip := s.start; ; ip++ {
+		if s.byIP[ip] == nil && s.usable(ip, now) {
+			return take(ip), nil
+		}
+		if ip == s.end {
+			break
+		}
+	}
+	var best *entry
+	for _, e := range s.byIP {
+		if !e.free(now) || !s.usable(e.ip, now) {
+			continue
+		}
+		if best == nil || e.expires.Before(best.expires) || (e.expires.Equal(best.expires) && e.ip < best.ip) {
+			best = e
+		}
+	}
+	if best == nil {
+		return nil, errPoolExhausted
+	}
+	s.remove(best)
+	dirty = dirty || !best.expires.IsZero()
+	return take(best.ip), nil
+}
+
+// ack binds ip to mac for the lease time, or says why it may not.
+func (s *leaseStore) ack(mac string, addr net.IP, hostname string, now time.Time) (Lease, error) {
+	ip, ok := ipToU32(addr)
+	if !ok {
+		return Lease{}, errOutsidePool
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.inPool(ip):
+		return Lease{}, errOutsidePool
+	case s.exclude[ip]:
+		return Lease{}, errReserved
+	case !s.usable(ip, now):
+		return Lease{}, errDeclined
+	}
+	e := s.byIP[ip]
+	if e != nil && e.mac != mac {
+		if !e.free(now) {
+			return Lease{}, errTaken
+		}
+		s.remove(e)
+		e = nil
+	}
+	if old := s.byMAC[mac]; old != nil && old != e {
+		s.remove(old)
+	}
+	if e == nil {
+		e = &entry{mac: mac, ip: ip}
+		s.insert(e)
+	}
+	e.expires = now.Add(s.leaseTime)
+	e.hold = time.Time{}
+	if hostname != "" {
+		e.hostname = hostname
+	}
+	s.saveLocked()
+	return e.lease(), nil
+}
+
+// release ends mac's lease on ip now. mac keeps its claim to the address
+// until another client needs it.
+func (s *leaseStore) release(mac string, addr net.IP, now time.Time) bool {
+	ip, ok := ipToU32(addr)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.byIP[ip]
+	if e == nil || e.mac != mac {
+		return false
+	}
+	e.hold = time.Time{}
+	if e.expires.After(now) {
+		e.expires = now
+	}
+	s.saveLocked()
+	return true
+}
+
+// decline drops mac's claim to ip and keeps ip out of use for declineHold.
+// A client can only decline the address it was given.
+func (s *leaseStore) decline(mac string, addr net.IP, now time.Time) bool {
+	ip, ok := ipToU32(addr)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.byIP[ip]
+	if e == nil || e.mac != mac {
+		return false
+	}
+	s.remove(e)
+	s.bad[ip] = now.Add(declineHold)
+	s.saveLocked()
+	return true
+}
+
+// cancelOffer ends mac's offer reservation (it chose another server).
+func (s *leaseStore) cancelOffer(mac string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.byMAC[mac]; e != nil {
+		e.hold = time.Time{}
+	}
+}
+
+// leases returns every bound lease (active or expired), by address.
+func (s *leaseStore) leases() []Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leasesLocked()
+}
+
+func (s *leaseStore) leasesLocked() []Lease {
+	out := make([]Lease, 0, len(s.byIP))
+	for _, e := range s.byIP {
+		if !e.expires.IsZero() {
+			out = append(out, e.lease())
+		}
+	}
+	slices.SortFunc(out, func(a, b Lease) int {
+		x, _ := ipToU32(a.IP)
+		y, _ := ipToU32(b.IP)
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// leaseFile is the JSON form of dir/leases.json.
+type leaseFile struct {
+	Version  int            `json:"version"`
+	Leases   []Lease        `json:"leases"`
+	Declined []declinedAddr `json:"declined,omitempty"`
+}
+
+type declinedAddr struct {
+	IP    net.IP    `json:"ip"`
+	Until time.Time `json:"until"`
+}
+
+func (s *leaseStore) path() string { return filepath.Join(s.dir, leaseFileName) }
+
+// load reads the lease file. Leases outside the pool, on excluded
+// addresses or clashing with a later-expiring one are dropped.
+func (s *leaseStore) load(now time.Time) error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("lease directory: %w", err)
+	}
+	f, err := os.Open(s.path())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read leases: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLeaseFile+1))
+	if err != nil {
+		return fmt.Errorf("read leases: %w", err)
+	}
+	if len(b) > maxLeaseFile {
+		return fmt.Errorf("read leases: %s is larger than %d bytes", s.path(), maxLeaseFile)
+	}
+	var lf leaseFile
+	if err := json.Unmarshal(b, &lf); err != nil {
+		return fmt.Errorf("read leases: %s: %w", s.path(), err)
+	}
+	if lf.Version != leaseVersion {
+		return fmt.Errorf("read leases: %s has version %d, want %d", s.path(), lf.Version, leaseVersion)
+	}
+	for _, d := range lf.Declined {
+		if ip, ok := ipToU32(d.IP); ok && s.inPool(ip) && d.Until.After(now) {
+			s.bad[ip] = d.Until
+		}
+	}
+	for _, l := range lf.Leases {
+		ip, ok := ipToU32(l.IP)
+		if !ok || l.MAC == "" || len(l.MAC) > 3*maxHWAddrLen || l.Expires.IsZero() || !s.usable(ip, now) {
+			continue
+		}
+		e := &entry{mac: l.MAC, ip: ip, expires: l.Expires, hostname: l.Hostname}
+		if o := s.byIP[ip]; o != nil {
+			if !e.expires.After(o.expires) {
+				continue
+			}
+			s.remove(o)
+		}
+		if o := s.byMAC[e.mac]; o != nil {
+			if !e.expires.After(o.expires) {
+				continue
+			}
+			s.remove(o)
+		}
+		s.insert(e)
+	}
+	return nil
+}
+
+// saveLocked writes the lease file and reports a failure to saveFailed.
+func (s *leaseStore) saveLocked() {
+	if err := s.writeLocked(); err != nil && s.saveFailed != nil {
+		s.saveFailed(err)
+	}
+}
+
+// writeLocked writes the lease file atomically: a temporary file in the
+// same directory, fsync, rename over leases.json, fsync the directory.
+func (s *leaseStore) writeLocked() error {
+	if s.dir == "" {
+		return nil
+	}
+	lf := leaseFile{Version: leaseVersion, Leases: s.leasesLocked()}
+	for ip, until := range s.bad {
+		lf.Declined = append(lf.Declined, declinedAddr{IP: u32ToIP(ip), Until: until})
+	}
+	slices.SortFunc(lf.Declined, func(a, b declinedAddr) int { return a.Until.Compare(b.Until) })
+	b, err := json.MarshalIndent(lf, "", "  ")
+	if err != nil {
+		return fmt.Errorf("dhcp: encode leases: %w", err)
+	}
+	return writeFileAtomic(s.path(), append(b, '\n'))
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("dhcp: write leases: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("dhcp: write leases: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("dhcp: write leases: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("dhcp: write leases: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("dhcp: write leases: %w", err)
+	}
+	ok = true
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("dhcp: write leases: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("dhcp: write leases: sync %s: %w", dir, err)
+	}
+	return nil
+}

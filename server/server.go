@@ -1,0 +1,371 @@
+// Package server starts netdeploy's enabled services on one interface and
+// owns the client tracker; it is the control API the console and the
+// headless mode share.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/netdeploy/netdeploy/config"
+	"github.com/netdeploy/netdeploy/server/boot"
+	"github.com/netdeploy/netdeploy/server/control"
+	"github.com/netdeploy/netdeploy/server/dhcp"
+	"github.com/netdeploy/netdeploy/server/httpboot"
+	"github.com/netdeploy/netdeploy/server/policy"
+	"github.com/netdeploy/netdeploy/server/tftp"
+	"github.com/netdeploy/netdeploy/server/tracker"
+	"github.com/netdeploy/netdeploy/server/udprange"
+)
+
+// Well-known ports.
+const (
+	PortDHCP = 67
+	PortPXE  = 4011
+	PortTFTP = 69
+)
+
+// Service is one running protocol server.
+type Service struct {
+	Name     string
+	Serve    func() error
+	Shutdown func(context.Context) error
+}
+
+// ListenError is a service that could not open its socket, with a hint
+// for the operator.
+type ListenError struct {
+	Service string
+	Proto   string
+	Port    int
+	Path    string // Unix socket path instead of a port
+	Err     error
+}
+
+func (e *ListenError) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("%s: cannot listen on %s: %v", e.Service, e.Path, e.Err)
+	}
+	msg := fmt.Sprintf("%s: cannot listen on %s port %d: %v", e.Service, e.Proto, e.Port, e.Err)
+	switch {
+	case errors.Is(e.Err, syscall.EACCES), errors.Is(e.Err, syscall.EPERM):
+		exe, _ := os.Executable()
+		if exe == "" {
+			exe = "netdeploy"
+		}
+		msg += fmt.Sprintf(" (run as root, or grant the capabilities once: sudo setcap cap_net_bind_service,cap_net_raw,cap_net_admin+ep %s)", exe)
+	case errors.Is(e.Err, syscall.EADDRINUSE):
+		msg += fmt.Sprintf(" (another program holds %s port %d; find it with: ss -lnp%s 'sport = :%d')", e.Proto, e.Port, map[string]string{"udp": "u", "tcp": "t"}[e.Proto], e.Port)
+	}
+	return msg
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Orchestrator wires the services for one interface.
+type Orchestrator struct {
+	RT      *config.Runtime
+	Tracker *tracker.Tracker
+	Policy  *policy.Static
+	Ports   *udprange.Live
+	FS      *boot.FS
+
+	log      *slog.Logger
+	dhcp     *dhcp.Server
+	tftp     *tftp.Server
+	http     *httpboot.Server
+	tftpConn *net.UDPConn
+	httpLn   net.Listener
+	ctlLn    net.Listener
+	ctl      *http.Server
+}
+
+// New builds the services from a resolved configuration. Nothing is
+// opened until Listen.
+func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{rt.DataDir, rt.TFTP.Root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	o := &Orchestrator{
+		RT:      rt,
+		Tracker: tracker.New(),
+		Ports:   udprange.NewLive(rt.Range),
+		log:     log,
+	}
+	o.Policy = policy.NewStatic(rt.Policy, rt.PXE.Known)
+	o.Policy.OnPending = func(mac string) {
+		o.Tracker.Emit(tracker.Event{MAC: mac, Stage: tracker.StagePXE, Event: tracker.KindPending, Detail: "waiting for approval"})
+		o.log.Info("client waits for approval", "mac", mac)
+	}
+	events := macFiller{t: o.Tracker, lookup: neighborMAC}
+	base := boot.BaseURL(rt.ServerIP, rt.HTTP.Port)
+	entry := boot.Entry{Kernel: rt.Boot.Kernel, Initrd: rt.Boot.Initrd, Cmdline: rt.Boot.Cmdline}
+	o.FS = &boot.FS{
+		Root:    rt.TFTP.Root,
+		IPXEDir: rt.Boot.IPXEDir,
+		Entry:   entry,
+		Script:  func() []byte { return boot.Script(boot.ScriptParams{BaseURL: base, Entry: entry}) },
+	}
+	o.tftp = &tftp.Server{
+		FS:           o.FS,
+		Ports:        o.Ports,
+		MaxBlockSize: maxBlock(rt.Iface.MTU),
+		Events:       events,
+		Log:          log.With("proto", "tftp"),
+	}
+	o.http = &httpboot.Server{
+		FS:     o.FS,
+		Script: o.script,
+		Port:   rt.HTTP.Port,
+		Events: events,
+		Log:    log.With("proto", "http"),
+	}
+	if rt.DHCP.Mode != config.ModeOff {
+		mode := dhcp.Authoritative
+		if rt.DHCP.Mode == config.ModeProxy {
+			mode = dhcp.Proxy
+		}
+		o.dhcp = &dhcp.Server{
+			Interface:         rt.Iface.Name,
+			ServerIP:          rt.ServerIP,
+			Mode:              mode,
+			Pool:              dhcp.Pool{Start: rt.PoolStart, End: rt.PoolEnd},
+			Netmask:           rt.Subnet.Mask,
+			Router:            rt.Router,
+			DNS:               rt.DNS,
+			LeaseTime:         rt.DHCP.Lease,
+			LeaseDir:          rt.DataDir,
+			ScriptURL:         boot.ScriptURL(rt.ServerIP, rt.HTTP.Port),
+			Has:               o.FS.Has,
+			Policy:            o.Policy,
+			Authorization:     rt.DHCP.Authorization,
+			AuthorizedServers: rt.AuthorizedServers,
+			Events:            o.Tracker,
+			Log:               log.With("proto", "dhcp"),
+		}
+	}
+	return o, nil
+}
+
+// macFiller gives TFTP and HTTP events the client's MAC from the kernel's
+// ARP table when no DHCP exchange told the tracker (proxy mode, or a
+// client with a static address). Service events are left alone.
+type macFiller struct {
+	t      *tracker.Tracker
+	lookup func(ip string) string
+}
+
+func (m macFiller) Emit(e tracker.Event) {
+	if e.MAC == "" && e.IP != "" && (e.Stage == tracker.StageTFTP || e.Stage == tracker.StageHTTP) &&
+		e.Event != tracker.KindListening && m.t.MACForIP(e.IP) == "" {
+		e.MAC = m.lookup(e.IP)
+	}
+	m.t.Emit(e)
+}
+
+// maxBlock is the largest TFTP block that fits the interface MTU
+// (20 bytes IPv4, 8 UDP, 4 TFTP).
+func maxBlock(mtu int) int {
+	if mtu <= 0 {
+		return 1468
+	}
+	return min(mtu-32, 65464)
+}
+
+// script renders the iPXE script for one client, honouring the policy.
+func (o *Orchestrator) script(mac string) []byte {
+	p := boot.ScriptParams{BaseURL: boot.BaseURL(o.RT.ServerIP, o.RT.HTTP.Port), Entry: o.FS.Entry}
+	if mac == "" {
+		p.Denied = o.Policy.Mode() != policy.All
+	} else {
+		switch o.Policy.Decide(mac) {
+		case policy.Pending:
+			p.Pending = true
+		case policy.Deny:
+			p.Denied = true
+		}
+	}
+	return boot.Script(p)
+}
+
+// Listen opens every socket, so that a missing privilege or a port in use
+// is reported before anything runs. The error is a *ListenError.
+func (o *Orchestrator) Listen() error {
+	ip := o.RT.ServerIP
+	if o.dhcp != nil {
+		if err := o.dhcp.Listen(); err != nil {
+			port := PortDHCP
+			var le *dhcp.ListenError
+			if errors.As(err, &le) {
+				port = le.Port
+			}
+			return &ListenError{Service: "dhcp", Proto: "udp", Port: port, Err: errors.Unwrap(err)}
+		}
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: PortTFTP})
+	if err != nil {
+		o.Close()
+		return &ListenError{Service: "tftp", Proto: "udp", Port: PortTFTP, Err: errors.Unwrap(err)}
+	}
+	o.tftpConn = c
+	l, err := net.Listen("tcp4", net.JoinHostPort(ip.String(), strconv.Itoa(o.RT.HTTP.Port)))
+	if err != nil {
+		o.Close()
+		return &ListenError{Service: "http", Proto: "tcp", Port: o.RT.HTTP.Port, Err: errors.Unwrap(err)}
+	}
+	o.httpLn = l
+	cl, err := control.Listen(ControlSocket(o.RT.DataDir))
+	if err != nil {
+		o.Close()
+		return &ListenError{Service: "control", Path: ControlSocket(o.RT.DataDir), Err: err}
+	}
+	o.ctlLn = cl
+	o.ctl = &http.Server{Handler: control.Handler(o), ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// Close releases sockets opened by Listen when the services never ran.
+func (o *Orchestrator) Close() {
+	if o.dhcp != nil {
+		o.dhcp.Shutdown(context.Background())
+	}
+	if o.tftpConn != nil {
+		o.tftpConn.Close()
+	}
+	if o.httpLn != nil {
+		o.httpLn.Close()
+	}
+	if o.ctlLn != nil {
+		o.ctlLn.Close()
+	}
+}
+
+// Services returns the services to run, after Listen.
+func (o *Orchestrator) Services() []Service {
+	var out []Service
+	if o.dhcp != nil {
+		out = append(out, Service{Name: "dhcp", Serve: func() error { return o.dhcp.Serve(context.Background()) }, Shutdown: o.dhcp.Shutdown})
+	}
+	out = append(out,
+		Service{Name: "tftp", Serve: func() error { return o.tftp.Serve(o.tftpConn) }, Shutdown: o.tftp.Shutdown},
+		Service{Name: "http", Serve: func() error { return o.http.Serve(o.httpLn) }, Shutdown: o.http.Shutdown},
+		Service{Name: "control", Serve: func() error {
+			if err := o.ctl.Serve(o.ctlLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("control: %w", err)
+			}
+			return nil
+		}, Shutdown: o.ctl.Shutdown},
+	)
+	return out
+}
+
+// Announce emits a listening event for every service port.
+func (o *Orchestrator) Announce() {
+	ip := o.RT.ServerIP.String()
+	emit := func(stage tracker.Stage, proto string, port int) {
+		o.Tracker.Emit(tracker.Event{Stage: stage, Event: tracker.KindListening, IP: ip, Port: port, Proto: proto})
+	}
+	if o.dhcp != nil {
+		emit(tracker.StageDHCP, "udp", PortDHCP)
+		emit(tracker.StagePXE, "udp", PortPXE)
+	}
+	emit(tracker.StageTFTP, "udp", PortTFTP)
+	emit(tracker.StageHTTP, "tcp", o.RT.HTTP.Port)
+}
+
+// SetAuthorization turns DHCP authorization on or off at once.
+func (o *Orchestrator) SetAuthorization(on bool) {
+	if o.dhcp != nil {
+		o.dhcp.SetAuthorization(on)
+	}
+}
+
+// Authorized reports the DHCP authorization state and its reason.
+func (o *Orchestrator) Authorized() (bool, string) {
+	if o.dhcp == nil {
+		return false, "dhcp is off"
+	}
+	return o.dhcp.Authorized()
+}
+
+// SetUDPRange changes the range used by the next TFTP session.
+func (o *Orchestrator) SetUDPRange(r udprange.Range) error {
+	return o.Ports.Set(r)
+}
+
+// Leases lists the DHCP leases (authoritative mode).
+func (o *Orchestrator) Leases() []dhcp.Lease {
+	if o.dhcp == nil {
+		return nil
+	}
+	return o.dhcp.Leases()
+}
+
+// LeaseFile is where the DHCP leases are kept.
+func (o *Orchestrator) LeaseFile() string { return filepath.Join(o.RT.DataDir, "leases.json") }
+
+// Status implements control.API.
+func (o *Orchestrator) Status() control.Status {
+	ok, reason := o.Authorized()
+	authz := false
+	if o.dhcp != nil {
+		authz = o.dhcp.AuthorizationEnabled()
+	}
+	return control.Status{
+		Interface:     o.RT.Iface.Name,
+		ServerIP:      o.RT.ServerIP.String(),
+		DHCPMode:      o.RT.DHCP.Mode,
+		Authorization: authz,
+		Authorized:    ok,
+		Reason:        reason,
+		UDPRange:      o.Ports.Get().String(),
+		Policy:        string(o.Policy.Mode()),
+		Clients:       len(o.Tracker.Clients()),
+		Pending:       len(o.Policy.Pending()),
+	}
+}
+
+// Clients implements control.API.
+func (o *Orchestrator) Clients() []tracker.Client { return o.Tracker.Clients() }
+
+// Pending implements control.API.
+func (o *Orchestrator) Pending() []policy.PendingClient { return o.Policy.Pending() }
+
+// Approve lets a pending (or denied) client boot.
+func (o *Orchestrator) Approve(mac string) error {
+	o.Policy.Approve(mac)
+	o.Tracker.Emit(tracker.Event{MAC: mac, Stage: tracker.StagePXE, Event: tracker.KindDone, Detail: "approved by the operator"})
+	o.log.Info("client approved", "mac", mac)
+	return nil
+}
+
+// Deny refuses a client.
+func (o *Orchestrator) Deny(mac string) error {
+	o.Policy.Deny(mac)
+	o.Tracker.Emit(tracker.Event{MAC: mac, Stage: tracker.StagePXE, Event: tracker.KindError, Detail: "denied by the operator"})
+	o.log.Info("client denied", "mac", mac)
+	return nil
+}
+
+// SetPolicy changes the PXE policy at once.
+func (o *Orchestrator) SetPolicy(m policy.Mode) {
+	o.Policy.SetMode(m)
+	o.log.Info("pxe policy changed", "policy", string(m))
+}
+
+// ControlSocket is the control API's Unix socket for a data directory.
+func ControlSocket(dataDir string) string { return filepath.Join(dataDir, "control.sock") }
