@@ -125,14 +125,14 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		Ports:        o.Ports,
 		MaxBlockSize: maxBlock(rt.Iface.MTU),
 		Events:       events,
-		Log:          log.With("proto", "tftp"),
+		Log:          log.With("service", "tftp"),
 	}
 	o.http = &httpboot.Server{
 		FS:     o.FS,
 		Script: o.script,
 		Port:   rt.HTTP.Port,
 		Events: events,
-		Log:    log.With("proto", "http"),
+		Log:    log.With("service", "http"),
 	}
 	if rt.DHCP.Mode != config.ModeOff {
 		mode := dhcp.Authoritative
@@ -155,7 +155,7 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 			Authorization:     rt.DHCP.Authorization,
 			AuthorizedServers: rt.AuthorizedServers,
 			Events:            o.Tracker,
-			Log:               log.With("proto", "dhcp"),
+			Log:               log.With("service", "dhcp"),
 		}
 	}
 	return o, nil

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +42,10 @@ func TestAuthorizationForeignServer(t *testing.T) {
 	dmDone := make(chan struct{})
 	go func() { dm.Wait(); close(dmDone) }()
 	defer func() { dm.Process.Kill(); <-dmDone }()
+	waitFor(t, 15*time.Second, "dnsmasq on port 67", func() bool {
+		out, _ := rogue.Run(context.Background(), "ss", "-lun", "sport = :67")
+		return strings.Contains(out, ":67")
+	})
 
 	data := filepath.Join(work, "data")
 	nd := serveIn(t, srv, "--interface", "eth0", "--data-dir", data, "--dhcp-pool", "198.18.0.100-198.18.0.120", "--dhcp-authorization")
@@ -53,37 +55,25 @@ func TestAuthorizationForeignServer(t *testing.T) {
 	if un.IP != "198.18.0.2" || !strings.Contains(un.Detail, "02:00:00:00:0e:0e") || !strings.Contains(un.Detail, "dhcp.authorized_servers") {
 		t.Errorf("unauthorized event must name the other server's IP and MAC and the fix: %+v", un)
 	}
-	if !strings.Contains(nd.logs(), "198.18.0.2") {
-		t.Errorf("no log line names the other server:\n%s", nd.logs())
-	}
+	waitFor(t, 5*time.Second, "a log line naming the other server", func() bool {
+		return strings.Contains(nd.logs(), "ip=198.18.0.2 mac=02:00:00:00:0e:0e")
+	})
 	if st := ctl(t, data, "status"); !strings.Contains(st, `"authorized": false`) {
 		t.Errorf("status while unauthorized: %s", st)
 	}
 
 	// While unauthorized netdeploy sends nothing from port 67.
-	capCtx, capStop := context.WithCancel(context.Background())
-	capture := srv.Command(capCtx, "tshark", "-i", "eth0", "-n", "-l", "-f", "udp src port 67 and src host 198.18.0.1", "-T", "fields", "-e", "ip.dst")
-	var mu sync.Mutex
-	var capOut, capErr bytes.Buffer
-	capture.Stdout, capture.Stderr = &lockedWriter{mu: &mu, w: &capOut}, &lockedWriter{mu: &mu, w: &capErr}
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "tshark", func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(capErr.String(), "Capturing on") })
+	stopCapture := capture(t, srv, "udp src port 67 and src host 198.18.0.1", "ip.dst")
 	l, err := udhcpc(t, cli, work, "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // let a late answer show up in the capture
-	capStop()
-	capture.Wait()
+	sent := stopCapture()
 	if l["serverid"] != "198.18.0.2" {
 		t.Errorf("lease from %s, want the foreign server 198.18.0.2", l["serverid"])
 	}
-	mu.Lock()
-	sent := strings.TrimSpace(capOut.String())
-	mu.Unlock()
-	if sent != "" {
+	if len(sent) > 0 {
 		t.Errorf("unauthorized netdeploy sent DHCP packets to: %s", sent)
 	}
 	for _, e := range nd.all() {

@@ -201,3 +201,49 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// capture runs tshark in host's namespace with a capture filter, printing
+// the given fields; stop ends it (SIGINT, so tshark flushes) and returns
+// the lines it printed.
+func capture(t *testing.T, host *netlab.Host, filter string, fields ...string) (stop func() []string) {
+	t.Helper()
+	args := []string{"-i", host.Iface, "-n", "-l", "-f", filter, "-T", "fields"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	cmd := host.Command(context.Background(), "tshark", args...)
+	var mu sync.Mutex
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &lockedWriter{mu: &mu, w: &out}, &lockedWriter{mu: &mu, w: &errb}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(b *bytes.Buffer) string { mu.Lock(); defer mu.Unlock(); return b.String() }
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(read(&errb), "Capturing on") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("tshark did not start: %s", read(&errb))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopped := false
+	stop = func() []string {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(read(&out)), "\n") {
+			if l != "" {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}

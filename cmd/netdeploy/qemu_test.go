@@ -99,6 +99,10 @@ func qemuBoot(t *testing.T, fw string, proxy bool) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { dm.Process.Kill(); dm.Wait() })
+		waitFor(t, 15*time.Second, "dnsmasq on port 67", func() bool {
+			out, _ := other.Run(context.Background(), "ss", "-lun", "sport = :67")
+			return strings.Contains(out, ":67")
+		})
 		args = append(args, "--dhcp-mode", "proxy")
 	}
 	nd := serveIn(t, srv, args...)

@@ -25,7 +25,7 @@ import (
 // Authorization defaults.
 const (
 	DefaultAuthInterval = 60 * time.Second
-	DefaultProbeWait    = 3 * time.Second
+	DefaultProbeWait    = 8 * time.Second
 	maxSeenServers      = 64 // foreign servers remembered from one probe
 )
 

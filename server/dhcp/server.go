@@ -93,7 +93,9 @@ type Server struct {
 	Authorization     bool
 	AuthorizedServers []net.IP
 	// AuthInterval is the time between probes (0: DefaultAuthInterval);
-	// ProbeWait how long a probe collects answers (0: DefaultProbeWait).
+	// ProbeWait how long a probe collects answers (0: DefaultProbeWait,
+	// long enough for servers that ping an address before offering it, as
+	// dnsmasq does for about 3 s).
 	AuthInterval, ProbeWait time.Duration
 	// Events receives client and service events; nil drops them.
 	Events tracker.Emitter
