@@ -7,7 +7,7 @@
 # Usage: sudo bench/dhcp.sh [SECONDS_PER_STEP]
 source "$(dirname "$0")/lib.sh"
 period=${1:-5}
-rates=(250 500 1000 2000 4000 8000 16000)
+rates=(500 1000 2000 4000 6000 8000 10000 12000 14000 16000 20000)
 make_lan 16
 build_netdeploy
 mkdir -p "$work/data"
@@ -29,7 +29,7 @@ start_server() {
                KEA_PIDFILE_DIR=$work KEA_LOCKFILE_DIR=$work in_srv kea-dhcp4 -c "$work/kea.json" 2>"$work/kea.log" & ;;
     dnsmasq)   rm -f "$work/dnsmasq.leases"
                in_srv dnsmasq --no-daemon --port=0 --dhcp-range=198.18.1.0,198.18.255.254,255.255.0.0,1h \
-                 --dhcp-lease-max=70000 --dhcp-leasefile="$work/dnsmasq.leases" --interface=eth0 --bind-interfaces \
+                 --dhcp-lease-max=70000 --dhcp-leasefile="$work/dnsmasq.leases" --interface=eth0 --bind-interfaces --no-ping \
                  --pid-file= --conf-file=/dev/null 2>"$work/dnsmasq.log" & ;;
   esac
   pids+=($!)

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -38,7 +39,11 @@ const (
 	offerHold     = 30 * time.Second // an OFFERed address is kept for its client
 	declineHold   = 10 * time.Minute // a DECLINEd address is not offered again
 	leaseFileName = "leases.json"
-	leaseVersion  = 1
+	// journalFileName holds the changes since leases.json was written.
+	journalFileName = "leases.journal"
+	compactMin      = 4096 // journal lines before a snapshot is considered
+	syncEvery       = time.Second
+	leaseVersion    = 1
 )
 
 // Errors of the lease store; the handler turns them into NAKs or events.
@@ -120,6 +125,17 @@ type leaseStore struct {
 	byIP  map[uint32]*entry
 	byMAC map[string]*entry
 	bad   map[uint32]time.Time // declined until
+	// cursor is where the search for a never-used address resumes, so a
+	// busy pool is not scanned from its start for every DISCOVER.
+	cursor uint32
+
+	// The journal (dir/leases.journal) gets one JSON line per change,
+	// written at once; it is synced to disk every syncEvery and folded
+	// into leases.json when it grows. A crash of netdeploy loses nothing
+	// (the lines are in the kernel); a power cut loses at most syncEvery.
+	journal      *os.File
+	journalLines int
+	dirty        bool // journal written since the last sync
 }
 
 // newLeaseStore loads dir/leases.json (if dir is set) for a pool. exclude
@@ -152,9 +168,17 @@ func newLeaseStore(pool Pool, serverIP net.IP, mask net.IPMask, exclude []net.IP
 			s.exclude[netw|^m] = true
 		}
 	}
+	s.cursor = start
 	if dir != "" {
 		if err := s.load(now); err != nil {
 			return nil, err
+		}
+		if err := s.replay(now); err != nil {
+			return nil, err
+		}
+		// Start every run from one snapshot and an empty journal.
+		if err := s.compactLocked(); err != nil {
+			return nil, fmt.Errorf("write leases: %w", err)
 		}
 	}
 	return s, nil
@@ -196,19 +220,15 @@ func (s *leaseStore) remove(e *entry) {
 func (s *leaseStore) offer(mac string, want net.IP, now time.Time) (net.IP, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	dirty := false
-	defer func() {
-		if dirty {
-			s.saveLocked()
-		}
-	}()
 	if e := s.byMAC[mac]; e != nil {
 		if s.usable(e.ip, now) {
 			e.hold = now.Add(offerHold)
 			return u32ToIP(e.ip), nil
 		}
 		s.remove(e)
-		dirty = !e.expires.IsZero()
+		if !e.expires.IsZero() {
+			s.logLocked(journalRecord{Op: opDrop, MAC: e.mac, IP: u32ToIP(e.ip)})
+		}
 	}
 	take := func(ip uint32) net.IP {
 		s.insert(&entry{mac: mac, ip: ip, hold: now.Add(offerHold)})
@@ -217,12 +237,17 @@ func (s *leaseStore) offer(mac string, want net.IP, now time.Time) (net.IP, erro
 	if w, ok := ipToU32(want); ok && s.usable(w, now) && s.byIP[w] == nil {
 		return take(w), nil
 	}
-	for ip := s.start; ; ip++ {
+	// Never-used addresses first, resuming where the last search ended
+	// and wrapping once round the pool.
+	for i, ip := uint32(0), s.cursor; i <= s.end-s.start; i++ {
 		if s.byIP[ip] == nil && s.usable(ip, now) {
+			s.cursor = ip
 			return take(ip), nil
 		}
 		if ip == s.end {
-			break
+			ip = s.start
+		} else {
+			ip++
 		}
 	}
 	var best *entry
@@ -238,7 +263,9 @@ func (s *leaseStore) offer(mac string, want net.IP, now time.Time) (net.IP, erro
 		return nil, errPoolExhausted
 	}
 	s.remove(best)
-	dirty = dirty || !best.expires.IsZero()
+	if !best.expires.IsZero() {
+		s.logLocked(journalRecord{Op: opDrop, MAC: best.mac, IP: u32ToIP(best.ip)})
+	}
 	return take(best.ip), nil
 }
 
@@ -264,10 +291,16 @@ func (s *leaseStore) ack(mac string, addr net.IP, hostname string, now time.Time
 			return Lease{}, errTaken
 		}
 		s.remove(e)
+		if !e.expires.IsZero() {
+			s.logLocked(journalRecord{Op: opDrop, MAC: e.mac, IP: u32ToIP(e.ip)})
+		}
 		e = nil
 	}
 	if old := s.byMAC[mac]; old != nil && old != e {
 		s.remove(old)
+		if !old.expires.IsZero() {
+			s.logLocked(journalRecord{Op: opDrop, MAC: old.mac, IP: u32ToIP(old.ip)})
+		}
 	}
 	if e == nil {
 		e = &entry{mac: mac, ip: ip}
@@ -278,7 +311,7 @@ func (s *leaseStore) ack(mac string, addr net.IP, hostname string, now time.Time
 	if hostname != "" {
 		e.hostname = hostname
 	}
-	s.saveLocked()
+	s.logLocked(journalRecord{Op: opBind, MAC: e.mac, IP: u32ToIP(e.ip), Expires: e.expires, Hostname: e.hostname})
 	return e.lease(), nil
 }
 
@@ -299,7 +332,7 @@ func (s *leaseStore) release(mac string, addr net.IP, now time.Time) bool {
 	if e.expires.After(now) {
 		e.expires = now
 	}
-	s.saveLocked()
+	s.logLocked(journalRecord{Op: opBind, MAC: e.mac, IP: u32ToIP(e.ip), Expires: e.expires, Hostname: e.hostname})
 	return true
 }
 
@@ -318,7 +351,7 @@ func (s *leaseStore) decline(mac string, addr net.IP, now time.Time) bool {
 	}
 	s.remove(e)
 	s.bad[ip] = now.Add(declineHold)
-	s.saveLocked()
+	s.logLocked(journalRecord{Op: opDecline, MAC: e.mac, IP: u32ToIP(ip), Expires: s.bad[ip]})
 	return true
 }
 
@@ -429,29 +462,226 @@ func (s *leaseStore) load(now time.Time) error {
 	return nil
 }
 
-// saveLocked writes the lease file and reports a failure to saveFailed.
-func (s *leaseStore) saveLocked() {
-	if err := s.writeLocked(); err != nil && s.saveFailed != nil {
+// journal operations.
+const (
+	opBind    = "bind"    // MAC holds IP until Expires
+	opDrop    = "drop"    // MAC no longer holds IP
+	opDecline = "decline" // IP is out of use until Expires
+)
+
+// journalRecord is one line of dir/leases.journal.
+type journalRecord struct {
+	Op       string    `json:"op"`
+	MAC      string    `json:"mac,omitempty"`
+	IP       net.IP    `json:"ip"`
+	Expires  time.Time `json:"expires,omitzero"`
+	Hostname string    `json:"hostname,omitempty"`
+}
+
+func (s *leaseStore) journalPath() string { return filepath.Join(s.dir, journalFileName) }
+
+// oldJournalPath is a journal being folded into a snapshot.
+func (s *leaseStore) oldJournalPath() string { return s.journalPath() + ".old" }
+
+// replay applies the journals written after the last snapshot, the one
+// being folded first.
+func (s *leaseStore) replay(now time.Time) error {
+	if err := s.replayFile(s.oldJournalPath(), now); err != nil {
+		return err
+	}
+	return s.replayFile(s.journalPath(), now)
+}
+
+// replayFile applies one journal. A torn last line (a crash in the middle
+// of a write) is ignored.
+func (s *leaseStore) replayFile(path string, now time.Time) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read lease journal: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, maxLeaseFile))
+	sc.Buffer(make([]byte, 4096), 4096)
+	for sc.Scan() {
+		var r journalRecord
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			continue
+		}
+		ip, ok := ipToU32(r.IP)
+		if !ok || !s.inPool(ip) {
+			continue
+		}
+		switch r.Op {
+		case opBind:
+			if r.MAC == "" || len(r.MAC) > 3*maxHWAddrLen || r.Expires.IsZero() || s.exclude[ip] {
+				continue
+			}
+			if o := s.byIP[ip]; o != nil {
+				s.remove(o)
+			}
+			if o := s.byMAC[r.MAC]; o != nil {
+				s.remove(o)
+			}
+			s.insert(&entry{mac: r.MAC, ip: ip, expires: r.Expires, hostname: r.Hostname})
+		case opDrop:
+			if o := s.byIP[ip]; o != nil && o.mac == r.MAC {
+				s.remove(o)
+			}
+		case opDecline:
+			if o := s.byIP[ip]; o != nil {
+				s.remove(o)
+			}
+			if r.Expires.After(now) {
+				s.bad[ip] = r.Expires
+			}
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
+		return fmt.Errorf("read lease journal: %w", err)
+	}
+	return nil
+}
+
+// logLocked appends one change to the journal (one write, no fsync: see
+// sync). Failures go to saveFailed; the leases in memory stay valid.
+func (s *leaseStore) logLocked(r journalRecord) {
+	if s.dir == "" {
+		return
+	}
+	if err := s.appendLocked(r); err != nil && s.saveFailed != nil {
 		s.saveFailed(err)
 	}
 }
 
-// writeLocked writes the lease file atomically: a temporary file in the
-// same directory, fsync, rename over leases.json, fsync the directory.
-func (s *leaseStore) writeLocked() error {
+func (s *leaseStore) appendLocked(r journalRecord) error {
+	if s.journal == nil {
+		f, err := os.OpenFile(s.journalPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("dhcp: write lease journal: %w", err)
+		}
+		s.journal = f
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("dhcp: encode lease: %w", err)
+	}
+	if _, err := s.journal.Write(append(b, '\n')); err != nil {
+		// Start afresh from a snapshot next time.
+		s.journal.Close()
+		s.journal = nil
+		return fmt.Errorf("dhcp: write lease journal: %w", err)
+	}
+	s.journalLines++
+	s.dirty = true
+	return nil
+}
+
+// sync flushes the journal to disk if it changed, and folds a long journal
+// into a new snapshot. It runs every syncEvery from the server's own
+// goroutine; the slow parts (fsync, encoding, writing the snapshot) run
+// without the store's lock, so answering never waits for the disk.
+func (s *leaseStore) sync() {
+	s.mu.Lock()
+	j := s.journal
+	dirty := s.dirty
+	s.dirty = false
+	compact := s.journalLines > compactMin && s.journalLines > 2*len(s.byIP)
+	s.mu.Unlock()
+	if dirty && j != nil {
+		if err := j.Sync(); err != nil && !errors.Is(err, os.ErrClosed) && s.saveFailed != nil {
+			s.saveFailed(fmt.Errorf("dhcp: sync lease journal: %w", err))
+		}
+	}
+	if compact {
+		if err := s.rotate(); err != nil && s.saveFailed != nil {
+			s.saveFailed(err)
+		}
+	}
+}
+
+// rotate moves the journal aside (new changes start a new one), writes a
+// snapshot of the state at that moment, then removes the old journal. A
+// crash at any point leaves files that load to the same leases: the old
+// journal is replayed before the new one, and replaying it over a newer
+// snapshot changes nothing.
+func (s *leaseStore) rotate() error {
+	s.mu.Lock()
+	if s.journal != nil {
+		s.journal.Sync()
+		s.journal.Close()
+		s.journal = nil
+	}
+	if err := os.Rename(s.journalPath(), s.oldJournalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.mu.Unlock()
+		return fmt.Errorf("dhcp: rotate lease journal: %w", err)
+	}
+	s.journalLines = 0
+	lf := s.snapshotLocked()
+	s.mu.Unlock()
+	if err := writeSnapshot(s.path(), lf); err != nil {
+		return err
+	}
+	if err := os.Remove(s.oldJournalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("dhcp: remove old lease journal: %w", err)
+	}
+	return nil
+}
+
+// close writes a final snapshot (leaving an empty journal) and closes the
+// journal.
+func (s *leaseStore) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.dir == "" {
 		return nil
 	}
+	err := s.compactLocked()
+	if s.journal != nil {
+		s.journal.Close()
+		s.journal = nil
+	}
+	return err
+}
+
+// compactLocked writes leases.json atomically (temporary file, fsync,
+// rename, fsync of the directory) and then empties the journals.
+func (s *leaseStore) compactLocked() error {
+	if err := writeSnapshot(s.path(), s.snapshotLocked()); err != nil {
+		return err
+	}
+	if s.journal != nil {
+		s.journal.Close()
+		s.journal = nil
+	}
+	if err := os.Truncate(s.journalPath(), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("dhcp: truncate lease journal: %w", err)
+	}
+	if err := os.Remove(s.oldJournalPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("dhcp: remove old lease journal: %w", err)
+	}
+	s.journalLines, s.dirty = 0, false
+	return nil
+}
+
+// snapshotLocked copies the state for leases.json.
+func (s *leaseStore) snapshotLocked() leaseFile {
 	lf := leaseFile{Version: leaseVersion, Leases: s.leasesLocked()}
 	for ip, until := range s.bad {
 		lf.Declined = append(lf.Declined, declinedAddr{IP: u32ToIP(ip), Until: until})
 	}
 	slices.SortFunc(lf.Declined, func(a, b declinedAddr) int { return a.Until.Compare(b.Until) })
+	return lf
+}
+
+func writeSnapshot(path string, lf leaseFile) error {
 	b, err := json.MarshalIndent(lf, "", "  ")
 	if err != nil {
 		return fmt.Errorf("dhcp: encode leases: %w", err)
 	}
-	return writeFileAtomic(s.path(), append(b, '\n'))
+	return writeFileAtomic(path, append(b, '\n'))
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -79,13 +79,17 @@ func TestLeasesPersist(t *testing.T) {
 			t.Errorf("%s offered %s (%v), want %s", m, got, err, ip)
 		}
 	}
-	// The file is complete JSON and no temporary file is left behind.
+	// The snapshot is complete JSON, the journal was folded into it at
+	// start, and no temporary file is left behind.
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ents) != 1 || ents[0].Name() != "leases.json" {
+	if len(ents) != 2 || ents[0].Name() != "leases.journal" || ents[1].Name() != "leases.json" {
 		t.Errorf("lease directory holds %v", ents)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "leases.journal")); err != nil || st.Size() != 0 {
+		t.Errorf("journal after start: %v %v", st, err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "leases.json"))
 	if err != nil {
@@ -323,17 +327,102 @@ func TestLeaseWriteFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Chmod(dir, 0o700)
+	// The store opened its journal at start; make the next open fail.
+	s.journal.Close()
+	s.journal = nil
 	if os.Geteuid() == 0 {
 		// root writes anyway; make the path a directory instead.
 		os.Chmod(dir, 0o700)
-		os.Mkdir(filepath.Join(dir, "leases.json"), 0o700)
-		os.WriteFile(filepath.Join(dir, "leases.json", "x"), nil, 0o600)
+		os.Remove(filepath.Join(dir, "leases.journal"))
+		os.Mkdir(filepath.Join(dir, "leases.journal"), 0o700)
+		os.WriteFile(filepath.Join(dir, "leases.journal", "x"), nil, 0o600)
 	}
 	ip := bind(t, s, "a", testNow)
-	if failed == nil || !strings.HasPrefix(failed.Error(), "dhcp: write leases") {
+	if failed == nil || !strings.HasPrefix(failed.Error(), "dhcp: write lease") {
 		t.Fatalf("write failure not reported: %v", failed)
 	}
 	if ls := s.leases(); len(ls) != 1 || !ls[0].IP.Equal(ip) {
 		t.Fatalf("lease lost in memory: %+v", ls)
+	}
+}
+
+// TestLeaseJournalCrash: changes reach the journal at once, so a store that
+// was never closed (a crash) loses nothing; a torn last line is ignored;
+// close folds everything into leases.json.
+func TestLeaseJournalCrash(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, testPool, dir, testNow)
+	a := bind(t, s, mac(1).String(), testNow)
+	b := bind(t, s, mac(2).String(), testNow)
+	s.release(mac(2).String(), b, testNow)
+	c := bind(t, s, mac(3).String(), testNow)
+	if !s.decline(mac(3).String(), c, testNow) {
+		t.Fatal("decline")
+	}
+	// A write cut short by the crash.
+	f, err := os.OpenFile(filepath.Join(dir, "leases.journal"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"op":"bind","mac":"02:00:00:00:00:09","ip":"19`)
+	f.Close()
+
+	r := newStore(t, testPool, dir, testNow.Add(time.Minute))
+	got := map[string]string{}
+	for _, l := range r.leases() {
+		got[l.MAC] = l.IP.String()
+	}
+	if got[mac(1).String()] != a.String() || got[mac(2).String()] != b.String() || len(got) != 2 {
+		t.Fatalf("after crash: %v (want %s=%s, %s=%s)", got, mac(1), a, mac(2), b)
+	}
+	if ip, err := r.offer("02:00:00:00:00:77", c, testNow.Add(time.Minute)); err == nil && ip.Equal(c) {
+		t.Errorf("declined address %s offered again within the hold", c)
+	}
+	if err := r.close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "leases.json"))
+	var lf leaseFile
+	if err := json.Unmarshal(raw, &lf); err != nil || len(lf.Leases) != 2 || len(lf.Declined) != 1 {
+		t.Fatalf("snapshot after close: %v %s", err, raw)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "leases.journal")); st.Size() != 0 {
+		t.Errorf("journal not emptied by close")
+	}
+}
+
+// TestLeaseJournalCompacts: a long journal is folded into the snapshot.
+func TestLeaseJournalCompacts(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, testPool, dir, testNow)
+	ip := bind(t, s, mac(1).String(), testNow)
+	for i := 0; i < compactMin+10; i++ {
+		if _, err := s.ack(mac(1).String(), ip, "", testNow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.sync() // the server calls it every second
+	if s.journalLines != 0 {
+		t.Errorf("journal has %d lines after sync; want it folded past %d", s.journalLines, compactMin)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "leases.journal.old")); !os.IsNotExist(err) {
+		t.Errorf("old journal left behind: %v", err)
+	}
+	// Changes after the rotation go to a new journal.
+	other := bind(t, s, mac(2).String(), testNow)
+	// A crash in the middle of a later rotation: the old journal is still
+	// there next to a new one; both are replayed.
+	os.Rename(filepath.Join(dir, "leases.journal"), filepath.Join(dir, "leases.journal.old"))
+	third := bind(t, s, mac(3).String(), testNow)
+	r := newStore(t, testPool, dir, testNow)
+	got := map[string]string{}
+	for _, l := range r.leases() {
+		got[l.MAC] = l.IP.String()
+	}
+	if got[mac(2).String()] != other.String() || got[mac(3).String()] != third.String() || got[mac(1).String()] != ip.String() {
+		t.Fatalf("after rotation and crash: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "leases.journal.old")); !os.IsNotExist(err) {
+		t.Errorf("old journal not folded in at start: %v", err)
 	}
 }

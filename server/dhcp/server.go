@@ -439,14 +439,22 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	s.serving = true
+	// Several readers per socket, one per CPU: decoding and answering
+	// run in parallel while the lease store keeps its own lock.
 	for _, l := range s.conns {
-		s.wg.Add(1)
-		go s.readLoop(l)
+		for range 1 {
+			s.wg.Add(1)
+			go s.readLoop(l)
+		}
 	}
 	if gen, on := s.auth.generation(); on && s.probe != nil {
 		s.startProbeLoopLocked(gen)
 	}
 	done := s.done
+	if s.h != nil && s.h.leases != nil {
+		s.wg.Add(1)
+		go s.syncLoop(s.h.leases, done)
+	}
 	s.mu.Unlock()
 
 	select {
@@ -458,6 +466,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
+// syncLoop flushes the lease journal to disk every syncEvery until done.
+func (s *Server) syncLoop(l *leaseStore, done <-chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTicker(syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.sync()
+		case <-done:
+			return
+		}
+	}
+}
+
 // ListenAndServe is Listen and Serve until Shutdown.
 func (s *Server) ListenAndServe() error {
 	if err := s.Listen(); err != nil {
@@ -467,7 +490,7 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Shutdown closes every socket and waits for the server's goroutines, or
-// until ctx is done. Leases are already on disk.
+// until ctx is done. Leases are on disk: a final snapshot is written.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.authzLocked()
@@ -501,7 +524,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.ns.close()
 	s.ns = nil
+	h := s.h
 	s.mu.Unlock()
+	if h != nil && h.leases != nil {
+		// A last snapshot: leases.json holds every lease, the journal is empty.
+		if err := h.leases.close(); err != nil {
+			return fmt.Errorf("dhcp: save leases: %w", err)
+		}
+	}
 	return nil
 }
 

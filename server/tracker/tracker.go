@@ -136,15 +136,24 @@ func (t *Tracker) record(e Event) {
 	}
 }
 
+// evictOldest drops the least recently seen eighth of the records in one
+// pass, so that a stream of new clients costs amortized O(log n) each.
 func (t *Tracker) evictOldest() {
-	var oldest string
-	var at time.Time
-	for k, c := range t.clients {
-		if oldest == "" || c.LastSeen.Before(at) {
-			oldest, at = k, c.LastSeen
-		}
+	type aged struct {
+		key string
+		at  time.Time
 	}
-	delete(t.clients, oldest)
+	all := make([]aged, 0, len(t.clients))
+	for k, c := range t.clients {
+		all = append(all, aged{k, c.LastSeen})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
+	for _, a := range all[:max(1, len(all)/8)] {
+		if c := t.clients[a.key]; c != nil && c.IP != "" && t.byIP[c.IP] == c.MAC {
+			delete(t.byIP, c.IP)
+		}
+		delete(t.clients, a.key)
+	}
 }
 
 // MACForIP returns the MAC last seen with ip, or "".
