@@ -12,10 +12,15 @@ import (
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
+// ctlCmd is "netdeploy ctl" against the server using dataDir.
+func ctlCmd(t *testing.T, dataDir string, args ...string) *exec.Cmd {
+	return exec.Command(binary(t), append([]string{"ctl", "--data-dir", dataDir}, args...)...)
+}
+
 // ctl runs "netdeploy ctl" against the server using dataDir.
 func ctl(t *testing.T, dataDir string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(binary(t), append([]string{"ctl", "--data-dir", dataDir}, args...)...).CombinedOutput()
+	out, err := ctlCmd(t, dataDir, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("netdeploy ctl %v: %v: %s", args, err, out)
 	}

@@ -96,6 +96,23 @@ func (l *Lab) AddHost(name, cidr, mac string) *Host {
 	return h
 }
 
+// Attach joins an existing host (possibly of another lab) to this lab's
+// switch with a second interface named iface, assigning cidr if set.
+func (l *Lab) Attach(h *Host, iface, cidr string) {
+	l.t.Helper()
+	peer := "v" + h.Name + iface
+	if len(peer) > 15 {
+		l.t.Fatalf("netlab: names %q/%q too long", h.Name, iface)
+	}
+	l.nsMust(l.LAN, "ip", "link", "add", peer, "type", "veth", "peer", "name", iface, "netns", h.NS)
+	l.nsMust(l.LAN, "ip", "link", "set", peer, "master", "br0")
+	l.nsMust(l.LAN, "ip", "link", "set", peer, "up")
+	if cidr != "" {
+		l.nsMust(h.NS, "ip", "addr", "add", cidr, "dev", iface)
+	}
+	l.nsMust(h.NS, "ip", "link", "set", iface, "up")
+}
+
 // AddTap creates a tap device on the switch for a virtual machine and
 // returns its name; run the VM inside l.LAN (LAN.Command).
 func (l *Lab) AddTap(name string) string {
