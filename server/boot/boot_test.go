@@ -197,3 +197,27 @@ func TestScript(t *testing.T) {
 		t.Errorf("denied:\n%s", s)
 	}
 }
+
+// FuzzClean: whatever a client sends, a cleaned name stays inside the root.
+func FuzzClean(f *testing.F) {
+	for _, s := range []string{"undionly.kpxe", `\Boot\x64\wdsmgfw.efi`, "../../etc/passwd", "a/../b", "/", "C:\\x", "a\x00b", "....//", "./.././", "%2e%2e/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		got, err := Clean(name)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidPath) {
+				t.Fatalf("Clean(%q): unexpected error %v", name, err)
+			}
+			return
+		}
+		if got == "" || strings.HasPrefix(got, "/") || strings.ContainsRune(got, 0) || strings.Contains(got, `\`) {
+			t.Fatalf("Clean(%q) = %q", name, got)
+		}
+		for _, part := range strings.Split(got, "/") {
+			if part == ".." || part == "." || part == "" {
+				t.Fatalf("Clean(%q) = %q has component %q", name, got, part)
+			}
+		}
+	})
+}
