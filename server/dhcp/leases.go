@@ -318,14 +318,10 @@ func (s *leaseStore) ack(mac string, addr net.IP, hostname string, now time.Time
 // release ends mac's lease on ip now. mac keeps its claim to the address
 // until another client needs it.
 func (s *leaseStore) release(mac string, addr net.IP, now time.Time) bool {
-	ip, ok := ipToU32(addr)
-	if !ok {
-		return false
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.byIP[ip]
-	if e == nil || e.mac != mac {
+	e := s.heldLocked(mac, addr)
+	if e == nil {
 		return false
 	}
 	e.hold = time.Time{}
@@ -339,20 +335,28 @@ func (s *leaseStore) release(mac string, addr net.IP, now time.Time) bool {
 // decline drops mac's claim to ip and keeps ip out of use for declineHold.
 // A client can only decline the address it was given.
 func (s *leaseStore) decline(mac string, addr net.IP, now time.Time) bool {
-	ip, ok := ipToU32(addr)
-	if !ok {
-		return false
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.byIP[ip]
-	if e == nil || e.mac != mac {
+	e := s.heldLocked(mac, addr)
+	if e == nil {
 		return false
 	}
 	s.remove(e)
-	s.bad[ip] = now.Add(declineHold)
-	s.logLocked(journalRecord{Op: opDecline, MAC: e.mac, IP: u32ToIP(ip), Expires: s.bad[ip]})
+	s.bad[e.ip] = now.Add(declineHold)
+	s.logLocked(journalRecord{Op: opDecline, MAC: e.mac, IP: u32ToIP(e.ip), Expires: s.bad[e.ip]})
 	return true
+}
+
+// heldLocked returns the entry for addr if mac holds it, else nil.
+func (s *leaseStore) heldLocked(mac string, addr net.IP) *entry {
+	ip, ok := ipToU32(addr)
+	if !ok {
+		return nil
+	}
+	if e := s.byIP[ip]; e != nil && e.mac == mac {
+		return e
+	}
+	return nil
 }
 
 // cancelOffer ends mac's offer reservation (it chose another server).
