@@ -131,10 +131,9 @@ func startServer(t testing.TB, configure func(*Server)) *testServer {
 func (ts *testServer) file(t testing.TB, name string, n int) []byte {
 	t.Helper()
 	data := make([]byte, n)
-	r := rand.New(rand.NewPCG(uint64(n), 7))
-	for i := range data {
-		data[i] = byte(r.Uint32())
-	}
+	var seed [32]byte
+	seed[0], seed[1], seed[2] = byte(n), byte(n>>8), byte(n>>16)
+	_, _ = rand.NewChaCha8(seed).Read(data)
 	ts.write(t, name, data)
 	return data
 }
@@ -434,3 +433,32 @@ func (emptyFS) Open(name string) (boot.File, error) {
 }
 
 func dirFS(dir string) Opener { return &boot.FS{Root: dir} }
+
+// logLines collects log output for tests that wait for a log line.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+func (l *logLines) waitFor(t testing.TB, text string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l.mu.Lock()
+		found := bytes.Contains(l.buf.Bytes(), []byte(text))
+		l.mu.Unlock()
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q", text)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,17 +91,22 @@ func TestRollover(t *testing.T) {
 	waitDone(t, ts, "big.bin", 2)
 	// Progress events, if the transfers lasted long enough to have any,
 	// are spaced and bounded.
-	var last time.Time
-	var prev int64
+	type state struct {
+		last  time.Time
+		bytes int64
+	}
+	sessions := map[int]*state{} // by session port
 	for _, e := range ts.events.all() {
 		switch e.Event {
 		case tracker.KindStart:
-			last, prev = e.Time, 0
+			sessions[e.LocalPort] = &state{last: e.Time}
 		case tracker.KindProgress:
-			if e.Time.Sub(last) < 250*time.Millisecond || e.Bytes < prev || e.Bytes > e.Total || e.Total != int64(size) {
-				t.Errorf("progress %+v after %v (bytes before %d)", e, last, prev)
+			st := sessions[e.LocalPort]
+			if st == nil || e.Time.Sub(st.last) < 250*time.Millisecond || e.Bytes < st.bytes || e.Bytes > e.Total || e.Total != int64(size) {
+				t.Errorf("progress %+v after %+v", e, st)
+				continue
 			}
-			last, prev = e.Time, e.Bytes
+			st.last, st.bytes = e.Time, e.Bytes
 		}
 	}
 }
@@ -550,7 +556,11 @@ func TestUnknownTID(t *testing.T) {
 // TestRepeatedRequest sends the same RRQ twice before answering: one
 // session serves it.
 func TestRepeatedRequest(t *testing.T) {
-	ts := startServer(t, func(s *Server) { s.Timeout = 10 * time.Second })
+	logs := &logLines{}
+	ts := startServer(t, func(s *Server) {
+		s.Timeout = 10 * time.Second
+		s.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	ts.file(t, "f", 100)
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -567,6 +577,9 @@ func TestRepeatedRequest(t *testing.T) {
 	if err != nil || p.op != opOACK {
 		t.Fatalf("got %+v, %v", p, err)
 	}
+	// Answer only once the server has seen the second request: after an
+	// answer, a request is a new one.
+	logs.waitFor(t, "ignoring repeated request")
 	if _, err := conn.WriteToUDPAddrPort(appendACK(nil, 0, 0), session); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/tracker"
@@ -26,7 +27,7 @@ const (
 type session struct {
 	conn    *net.UDPConn
 	peer    netip.AddrPort // as received, to send to
-	peerKey netip.AddrPort // unmapped, to compare with
+	peerKey netip.AddrPort // addrKey(peer), to compare with
 	src     io.ReaderAt
 	size    int64
 	p       params
@@ -38,6 +39,8 @@ type session struct {
 	ev      tracker.Event // template for events
 
 	replied atomic.Bool // the client answered once: a repeated RRQ is new
+	raw     syscall.RawConn
+	spin    spinner
 
 	pkt      []byte // one outgoing packet
 	batch    []byte // several DATA packets for one segmented send; nil: none
@@ -67,6 +70,8 @@ func (s *session) run() {
 		s.emitEvent(tracker.KindDone, s.size, "")
 		el := time.Since(start)
 		s.log.Info("tftp transfer done", "bytes", s.size, "elapsed", el.Round(time.Millisecond))
+		s.log.Debug("tftp ACK waits", "waits", s.spin.all, "caught_spinning", s.spin.hits,
+			"mean_spinning", s.spin.spinMean, "mean_sleeping", s.spin.sleepMean)
 	case errors.Is(err, errProbe):
 		s.emitEvent(tracker.KindDone, 0, "size probe")
 		s.log.Debug("tftp size probe", "size", s.size)
@@ -117,11 +122,9 @@ func (s *session) transfer() error {
 			}
 			next = end + 1
 		}
-		if err := s.conn.SetReadDeadline(time.Now().Add(s.backoff(tries))); err != nil {
-			return fmt.Errorf("tftp: set deadline: %w", err)
-		}
+		deadline := time.Now().Add(s.backoff(tries))
 	wait:
-		b, err := s.recv()
+		b, err := s.recv(deadline)
 		if err != nil {
 			if isTimeout(err) {
 				tries++
@@ -182,11 +185,9 @@ func (s *session) handshake() error {
 		if _, err := s.conn.WriteToUDPAddrPort(oack, s.peer); err != nil {
 			return fmt.Errorf("tftp: send OACK: %w", err)
 		}
-		if err := s.conn.SetReadDeadline(time.Now().Add(s.backoff(tries))); err != nil {
-			return fmt.Errorf("tftp: set deadline: %w", err)
-		}
+		deadline := time.Now().Add(s.backoff(tries))
 	wait:
-		b, err := s.recv()
+		b, err := s.recv(deadline)
 		if err != nil {
 			if isTimeout(err) {
 				tries++
@@ -221,18 +222,19 @@ func (s *session) handshake() error {
 	}
 }
 
-// recv returns the next packet from the peer. Packets from any other
-// address get ERROR 5 and leave the session alone (RFC 1350 section 4).
-func (s *session) recv() ([]byte, error) {
+// recv returns the next packet from the peer, or an error matching
+// os.ErrDeadlineExceeded at deadline. Packets from any other address get
+// ERROR 5 and leave the session alone (RFC 1350 section 4).
+func (s *session) recv(deadline time.Time) ([]byte, error) {
 	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(s.rbuf)
+		n, from, err := s.readFrom(s.rbuf, deadline)
 		if err != nil {
 			if isTimeout(err) || errors.Is(err, net.ErrClosed) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("tftp: receive: %w", err)
 		}
-		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == s.peerKey {
+		if addrKey(from) == s.peerKey {
 			return s.rbuf[:n], nil
 		}
 		s.log.Debug("tftp packet from unknown transfer ID", "from", from.String())
@@ -336,7 +338,7 @@ func (s *session) fill(off int64) error {
 
 // backoff is the timeout for the given retry: doubled each time, capped.
 func (s *session) backoff(tries int) time.Duration {
-	return s.timeout * time.Duration(1<<min(tries, 3))
+	return s.timeout * time.Duration(min(1<<min(tries, 8), maxBackoff))
 }
 
 func (s *session) progress() {
