@@ -140,6 +140,12 @@ func writeEvents(stop <-chan struct{}, sub *tracker.Subscription, out io.Writer,
 		select {
 		case <-sub.Ready():
 			flush()
+			// Let events gather: under load one write carries many, and
+			// the services are not woken for every line.
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-stop:
+			}
 		case <-stop:
 			flush()
 			return

@@ -18,10 +18,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/net/ipv4"
 
 	"github.com/netdeploy/netdeploy/server/policy"
 	"github.com/netdeploy/netdeploy/server/tracker"
@@ -442,7 +444,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Several readers per socket, one per CPU: decoding and answering
 	// run in parallel while the lease store keeps its own lock.
 	for _, l := range s.conns {
-		for range 1 {
+		for range max(1, runtime.GOMAXPROCS(0)) {
 			s.wg.Add(1)
 			go s.readLoop(l)
 		}
@@ -535,13 +537,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// readLoop serves one socket until it is closed.
+// Read batching: requests taken per system call, and the largest datagram
+// read (a jumbo frame; DHCP messages are far smaller).
+const (
+	readBatch    = 32
+	maxPacket    = 9216
+	socketBuffer = 4 << 20
+)
+
+// readLoop serves one socket until it is closed. Under load one system
+// call reads many requests and one sends their replies (recvmmsg and
+// sendmmsg through golang.org/x/net/ipv4).
 func (s *Server) readLoop(l listener) {
 	defer s.wg.Done()
 	log := s.logger()
-	buf := make([]byte, 1<<16)
+	// Room for bursts (a switch full of machines powered on at once).
+	l.c.SetReadBuffer(socketBuffer)
+	l.c.SetWriteBuffer(socketBuffer)
+	pc := ipv4.NewPacketConn(l.c)
+	in := make([]ipv4.Message, readBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxPacket)}
+	}
+	out := make([]ipv4.Message, 0, readBatch)
 	for {
-		n, src, err := l.c.ReadFromUDP(buf)
+		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -554,26 +574,44 @@ func (s *Server) readLoop(l listener) {
 			}
 			continue
 		}
-		s.serveOne(l, buf[:n], src)
+		out = out[:0]
+		for _, m := range in[:n] {
+			src, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			if reply, dest := s.serveOne(l, m.Buffers[0][:m.N], src); reply != nil {
+				out = append(out, ipv4.Message{Buffers: [][]byte{reply}, Addr: dest})
+			}
+		}
+		for len(out) > 0 {
+			k, err := pc.WriteBatch(out, 0)
+			if err != nil {
+				log.Warn("dhcp: send reply", "ip", out[0].Addr.String(), "port", l.port, "proto", "udp", "err", err)
+				k = max(k, 1) // skip the message that failed
+			}
+			out = out[k:]
+		}
 	}
 }
 
-// serveOne answers one datagram. Nothing in it stops the server.
-func (s *Server) serveOne(l listener, b []byte, src *net.UDPAddr) {
+// serveOne decides the answer to one datagram: the reply's bytes and
+// where they go, or nil. Nothing in it stops the server.
+func (s *Server) serveOne(l listener, b []byte, src *net.UDPAddr) ([]byte, *net.UDPAddr) {
 	log := s.logger()
 	if err := precheck(b); err != nil {
 		log.Debug("dhcp: ignored malformed packet", "port", l.port, "proto", "udp", "from", src.String(), "reason", err)
-		return
+		return nil, nil
 	}
 	m, err := dhcpv4.FromBytes(b)
 	if err != nil {
 		log.Debug("dhcp: ignored malformed packet", "port", l.port, "proto", "udp", "from", src.String(), "reason", err)
-		return
+		return nil, nil
 	}
 	mac := m.ClientHWAddr.String()
 	if !s.auth.allowsAnswers() {
 		log.Debug("dhcp: not answering: not authorized", "mac", mac, "port", l.port, "proto", "udp")
-		return
+		return nil, nil
 	}
 	s.mu.Lock()
 	h := s.h
@@ -583,15 +621,16 @@ func (s *Server) serveOne(l listener, b []byte, src *net.UDPAddr) {
 		s.emit(e)
 	}
 	if out.reply == nil {
-		log.Debug("dhcp: no reply", "mac", mac, "port", l.port, "proto", "udp", "type", m.MessageType().String(), "reason", out.drop)
-		return
+		if log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("dhcp: no reply", "mac", mac, "port", l.port, "proto", "udp", "type", m.MessageType().String(), "reason", out.drop)
+		}
+		return nil, nil
 	}
-	if _, err := l.c.WriteToUDP(out.reply.ToBytes(), out.dest); err != nil {
-		log.Warn("dhcp: send reply", "mac", mac, "ip", out.dest.IP.String(), "port", l.port, "proto", "udp", "err", err)
-		return
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("dhcp: reply", "mac", mac, "ip", out.reply.YourIPAddr.String(), "port", l.port, "proto", "udp",
+			"type", out.reply.MessageType().String(), "to", out.dest.String(), "file", out.reply.BootFileName)
 	}
-	log.Debug("dhcp: reply", "mac", mac, "ip", out.reply.YourIPAddr.String(), "port", l.port, "proto", "udp",
-		"type", out.reply.MessageType().String(), "to", out.dest.String(), "file", out.reply.BootFileName)
+	return out.reply.ToBytes(), out.dest
 }
 
 func (s *Server) authInterval() time.Duration {
