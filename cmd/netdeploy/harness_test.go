@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -53,7 +52,7 @@ type instance struct {
 	cmd     *exec.Cmd
 	mu      sync.Mutex
 	events  []tracker.Event
-	stderr  bytes.Buffer
+	stderr  netlab.Buffer
 	notify  chan struct{}
 	exited  chan struct{}
 	waitErr error
@@ -65,7 +64,7 @@ func serveIn(t *testing.T, host *netlab.Host, args ...string) *instance {
 	bin := binary(t)
 	in := &instance{t: t, notify: make(chan struct{}, 1), exited: make(chan struct{})}
 	in.cmd = host.Command(context.Background(), bin, append([]string{"serve"}, args...)...)
-	in.cmd.Stderr = &lockedWriter{mu: &in.mu, w: &in.stderr}
+	in.cmd.Stderr = &in.stderr
 	stdout, err := in.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -116,22 +115,7 @@ func serveIn(t *testing.T, host *netlab.Host, args ...string) *instance {
 	return in
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (in *instance) logs() string {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.stderr.String()
-}
+func (in *instance) logs() string { return in.stderr.String() }
 
 // all returns the events seen so far.
 func (in *instance) all() []tracker.Event {
@@ -212,20 +196,18 @@ func capture(t *testing.T, host *netlab.Host, filter string, fields ...string) (
 		args = append(args, "-e", f)
 	}
 	cmd := host.Command(context.Background(), "tshark", args...)
-	var mu sync.Mutex
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &lockedWriter{mu: &mu, w: &out}, &lockedWriter{mu: &mu, w: &errb}
+	var out, errb netlab.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	read := func(b *bytes.Buffer) string { mu.Lock(); defer mu.Unlock(); return b.String() }
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(read(&errb), "Capturing on") {
+	for !strings.Contains(errb.String(), "Capturing on") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("tshark did not start: %s", read(&errb))
+			t.Fatalf("tshark did not start: %s", errb.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -237,7 +219,7 @@ func capture(t *testing.T, host *netlab.Host, filter string, fields ...string) (
 			cmd.Wait()
 		}
 		var lines []string
-		for _, l := range strings.Split(strings.TrimSpace(read(&out)), "\n") {
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 			if l != "" {
 				lines = append(lines, l)
 			}

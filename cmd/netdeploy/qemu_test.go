@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -148,7 +147,7 @@ func qemuBoot(t *testing.T, fw string, proxy bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	vm := lab.LANCommand(ctx, "qemu-system-x86_64", args...)
-	var vmOut lockedBuffer
+	var vmOut netlab.Buffer
 	vm.Stdout, vm.Stderr = &vmOut, &vmOut
 	if err := vm.Start(); err != nil {
 		t.Fatal(err)
@@ -221,22 +220,4 @@ func tail(s string) string {
 		return s[len(s)-4000:]
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	return len(p), nil
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.buf)
 }

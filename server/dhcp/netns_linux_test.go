@@ -236,7 +236,7 @@ func dnsmasq(t *testing.T, host *netlab.Host) {
 		"--dhcp-range=198.18.0.150,198.18.0.160,1h", "--interface=eth0", "--bind-interfaces",
 		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file=", "--no-ping", "--user=root",
 		"--log-dhcp", "--log-facility=-")
-	var out lockedBuffer
+	var out netlab.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -249,23 +249,6 @@ func dnsmasq(t *testing.T, host *netlab.Host) {
 			t.Logf("dnsmasq: %s", out.String())
 		}
 	})
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // offersFrom sends a PXE DISCOVER and returns the server identifiers that
