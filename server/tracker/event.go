@@ -50,7 +50,7 @@ const (
 type Event struct {
 	Time   time.Time `json:"time"`
 	MAC    string    `json:"mac"`
-	IP     string    `json:"ip,omitempty"`
+	IP     string    `json:"ip"`
 	Stage  Stage     `json:"stage"`
 	Event  Kind      `json:"event"`
 	Port   int       `json:"port"`
