@@ -376,13 +376,26 @@ func (s *leaseStore) leases() []Lease {
 }
 
 func (s *leaseStore) leasesLocked() []Lease {
+	out := s.boundLocked()
+	sortLeases(out)
+	return out
+}
+
+// boundLocked copies the bound leases, unsorted (cheap enough to run
+// under the lock while requests wait).
+func (s *leaseStore) boundLocked() []Lease {
 	out := make([]Lease, 0, len(s.byIP))
 	for _, e := range s.byIP {
 		if !e.expires.IsZero() {
 			out = append(out, e.lease())
 		}
 	}
-	slices.SortFunc(out, func(a, b Lease) int {
+	return out
+}
+
+// sortLeases orders leases by address.
+func sortLeases(l []Lease) {
+	slices.SortFunc(l, func(a, b Lease) int {
 		x, _ := ipToU32(a.IP)
 		y, _ := ipToU32(b.IP)
 		switch {
@@ -393,7 +406,6 @@ func (s *leaseStore) leasesLocked() []Lease {
 		}
 		return 0
 	})
-	return out
 }
 
 // leaseFile is the JSON form of dir/leases.json.
@@ -623,8 +635,9 @@ func (s *leaseStore) rotate() error {
 		return fmt.Errorf("dhcp: rotate lease journal: %w", err)
 	}
 	s.journalLines = 0
-	lf := s.snapshotLocked()
+	lf := s.snapshotLocked(false)
 	s.mu.Unlock()
+	sortLeases(lf.Leases)
 	if err := writeSnapshot(s.path(), lf); err != nil {
 		return err
 	}
@@ -653,7 +666,7 @@ func (s *leaseStore) close() error {
 // compactLocked writes leases.json atomically (temporary file, fsync,
 // rename, fsync of the directory) and then empties the journals.
 func (s *leaseStore) compactLocked() error {
-	if err := writeSnapshot(s.path(), s.snapshotLocked()); err != nil {
+	if err := writeSnapshot(s.path(), s.snapshotLocked(true)); err != nil {
 		return err
 	}
 	if s.journal != nil {
@@ -670,9 +683,13 @@ func (s *leaseStore) compactLocked() error {
 	return nil
 }
 
-// snapshotLocked copies the state for leases.json.
-func (s *leaseStore) snapshotLocked() leaseFile {
-	lf := leaseFile{Version: leaseVersion, Leases: s.leasesLocked()}
+// snapshotLocked copies the state for leases.json, with the leases sorted
+// by address or (sorted false) to be sorted by the caller after unlocking.
+func (s *leaseStore) snapshotLocked(sorted bool) leaseFile {
+	lf := leaseFile{Version: leaseVersion, Leases: s.boundLocked()}
+	if sorted {
+		sortLeases(lf.Leases)
+	}
 	for ip, until := range s.bad {
 		lf.Declined = append(lf.Declined, declinedAddr{IP: u32ToIP(ip), Until: until})
 	}
