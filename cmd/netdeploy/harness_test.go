@@ -229,3 +229,12 @@ func capture(t *testing.T, host *netlab.Host, filter string, fields ...string) (
 	t.Cleanup(func() { stop() })
 	return stop
 }
+
+// TestMain removes the binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtPath != "" {
+		os.RemoveAll(filepath.Dir(builtPath))
+	}
+	os.Exit(code)
+}
