@@ -559,7 +559,6 @@ func (s *Server) readLoop(l listener) {
 	for i := range in {
 		in[i].Buffers = [][]byte{make([]byte, maxPacket)}
 	}
-	out := make([]ipv4.Message, 0, readBatch)
 	for {
 		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
@@ -574,23 +573,19 @@ func (s *Server) readLoop(l listener) {
 			}
 			continue
 		}
-		out = out[:0]
+		// Replies go out one by one as they are ready: a burst of them
+		// could overflow a client's receive buffer (perfdhcp, simulating
+		// thousands of clients on one socket, shows it).
 		for _, m := range in[:n] {
 			src, ok := m.Addr.(*net.UDPAddr)
 			if !ok {
 				continue
 			}
 			if reply, dest := s.serveOne(l, m.Buffers[0][:m.N], src); reply != nil {
-				out = append(out, ipv4.Message{Buffers: [][]byte{reply}, Addr: dest})
+				if _, err := l.c.WriteToUDP(reply, dest); err != nil {
+					log.Warn("dhcp: send reply", "ip", dest.IP.String(), "port", l.port, "proto", "udp", "err", err)
+				}
 			}
-		}
-		for len(out) > 0 {
-			k, err := pc.WriteBatch(out, 0)
-			if err != nil {
-				log.Warn("dhcp: send reply", "ip", out[0].Addr.String(), "port", l.port, "proto", "udp", "err", err)
-				k = max(k, 1) // skip the message that failed
-			}
-			out = out[k:]
 		}
 	}
 }
