@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,6 +63,35 @@ func TestOnlyServedInterface(t *testing.T) {
 	}
 	if out := ctl(t, data, "status"); !strings.Contains(out, `"udp_range": "50000-50009"`) {
 		t.Errorf("range after a refused change: %s", out)
+	}
+	nd.stop()
+}
+
+// TestDHCPOff: with dhcp.mode off nothing answers DHCP, and TFTP and HTTP
+// still serve.
+func TestDHCPOff(t *testing.T) {
+	need(t, "udhcpc", "curl")
+	lab := netlab.New(t)
+	srv := lab.AddHost("srv", "198.18.0.1/24", "")
+	cli := lab.AddHost("cli", "198.18.0.9/24", "02:00:00:00:05:01")
+	work := t.TempDir()
+	root := filepath.Join(work, "root")
+	small := randomFile(t, filepath.Join(root, "small.bin"), 3000)
+	nd := serveIn(t, srv, "--interface", "eth0", "--data-dir", filepath.Join(work, "data"), "--tftp-root", root, "--dhcp-mode", "off")
+	for _, e := range nd.all() {
+		if e.Event == tracker.KindListening && (e.Port == 67 || e.Port == 4011) {
+			t.Errorf("dhcp off but listening: %+v", e)
+		}
+	}
+	if l, err := udhcpc(t, cli, t.TempDir(), "-t", "2", "-V", "PXEClient:Arch:00000:UNDI:002001"); err == nil {
+		t.Errorf("dhcp off but a lease came: %v", l)
+	}
+	for i, url := range []string{"tftp://198.18.0.1/small.bin", "http://198.18.0.1/small.bin"} {
+		got := filepath.Join(work, fmt.Sprintf("got%d", i))
+		if out, err := cli.Run(t.Context(), "curl", "-sSf", "-o", got, url); err != nil {
+			t.Fatalf("curl %s: %v %s", url, err, out)
+		}
+		sameFile(t, url, got, small)
 	}
 	nd.stop()
 }
