@@ -14,7 +14,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -181,7 +183,9 @@ func killNS(ns string) {
 		return
 	}
 	for _, f := range strings.Fields(string(out)) {
-		exec.Command("kill", "-9", f).Run()
+		if pid, err := strconv.Atoi(f); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
