@@ -2,7 +2,11 @@ package netlab
 
 import (
 	"fmt"
+	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,4 +39,17 @@ func (h *Host) Do(fn func() error) error {
 	}
 	runtime.UnlockOSThread()
 	return ferr
+}
+
+// killNS kills processes left running inside a namespace.
+func killNS(ns string) {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

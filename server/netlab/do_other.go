@@ -8,3 +8,6 @@ import "errors"
 func (h *Host) Do(fn func() error) error {
 	return errors.New("netlab: network namespaces need Linux")
 }
+
+// killNS needs Linux network namespaces.
+func killNS(string) {}

@@ -14,9 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -173,19 +171,6 @@ func (l *Lab) Close() {
 		killNS(l.LAN)
 		exec.Command("ip", "netns", "del", l.LAN).Run()
 		l.LAN = ""
-	}
-}
-
-// killNS kills processes left running inside a namespace.
-func killNS(ns string) {
-	out, err := exec.Command("ip", "netns", "pids", ns).Output()
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
 	}
 }
 
