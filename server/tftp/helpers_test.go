@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	pin "github.com/pin/tftp/v3"
 
 	"github.com/netdeploy/netdeploy/server/boot"
+	"github.com/netdeploy/netdeploy/server/netlab"
 	"github.com/netdeploy/netdeploy/server/tracker"
 	"github.com/netdeploy/netdeploy/server/udprange"
 )
@@ -436,24 +438,14 @@ func dirFS(dir string) Opener { return &boot.FS{Root: dir} }
 
 // logLines collects log output for tests that wait for a log line.
 type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
+	netlab.Buffer
 }
 
 func (l *logLines) waitFor(t testing.TB, text string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		l.mu.Lock()
-		found := bytes.Contains(l.buf.Bytes(), []byte(text))
-		l.mu.Unlock()
-		if found {
+		if strings.Contains(l.String(), text) {
 			return
 		}
 		if time.Now().After(deadline) {

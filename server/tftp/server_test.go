@@ -643,15 +643,23 @@ func TestMaxSessions(t *testing.T) {
 	}
 }
 
+// serveLoopback runs srv.Serve on a new loopback socket, without the
+// cleanup startServer registers (the Shutdown tests do that themselves).
+func serveLoopback(t *testing.T, srv *Server) (*net.UDPConn, <-chan error) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(conn) }()
+	return conn, served
+}
+
 func TestShutdown(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		srv := &Server{FS: emptyFS{}}
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(conn) }()
+		conn, served := serveLoopback(t, srv)
 		// Make sure Serve runs before Shutdown: a request gets an answer.
 		if _, _, err := exchange(conn.LocalAddr().String(), rrq("x", "octet")); err != nil {
 			t.Fatal(err)
@@ -678,12 +686,7 @@ func TestShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := &Server{FS: dirFS(dir), Timeout: time.Minute, Events: events.emitter(), Ports: udprange.NewLive(defaultTestRange)}
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(conn) }()
+		conn, served := serveLoopback(t, srv)
 		p, _, err := exchange(conn.LocalAddr().String(), rrq("f", "octet"))
 		if err != nil || p.op != opDATA {
 			t.Fatalf("got %+v, %v", p, err)
@@ -703,12 +706,7 @@ func TestShutdown(t *testing.T) {
 	})
 	t.Run("closed elsewhere", func(t *testing.T) {
 		srv := &Server{FS: emptyFS{}}
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(conn) }()
+		conn, served := serveLoopback(t, srv)
 		if _, _, err := exchange(conn.LocalAddr().String(), rrq("x", "octet")); err != nil {
 			t.Fatal(err)
 		}

@@ -127,9 +127,8 @@ func (s *session) transfer() error {
 		b, err := s.recv(deadline)
 		if err != nil {
 			if isTimeout(err) {
-				tries++
-				if tries > s.retries {
-					return fmt.Errorf("tftp: timeout after %d retries", s.retries)
+				if err := s.retry(&tries); err != nil {
+					return err
 				}
 				s.log.Debug("tftp timeout, resending", "block", base, "try", tries)
 				next = base // RFC 7440 section 4: resend from the first unacknowledged block
@@ -190,9 +189,8 @@ func (s *session) handshake() error {
 		b, err := s.recv(deadline)
 		if err != nil {
 			if isTimeout(err) {
-				tries++
-				if tries > s.retries {
-					return fmt.Errorf("tftp: timeout after %d retries", s.retries)
+				if err := s.retry(&tries); err != nil {
+					return err
 				}
 				continue
 			}
@@ -334,6 +332,15 @@ func (s *session) fill(off int64) error {
 	var eb [64]byte
 	_, _ = s.conn.WriteToUDPAddrPort(appendError(eb[:0], errUndefined, "read error"), s.peer)
 	return fmt.Errorf("tftp: read at %d: %w", off, err)
+}
+
+// retry counts a timeout and fails once the retries are used up.
+func (s *session) retry(tries *int) error {
+	*tries++
+	if *tries > s.retries {
+		return fmt.Errorf("tftp: timeout after %d retries", s.retries)
+	}
+	return nil
 }
 
 // backoff is the timeout for the given retry: doubled each time, capped.
