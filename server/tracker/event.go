@@ -35,6 +35,9 @@ const (
 	KindProgress Kind = "progress"
 	KindDone     Kind = "done"
 	KindError    Kind = "error"
+	// KindLog is a line the client itself logged (WDS LOG_MSG); Detail
+	// holds the text.
+	KindLog Kind = "log"
 
 	// Service events: a listener came up, authorization changed, or
 	// something needs the operator's attention.
