@@ -37,6 +37,10 @@ type Config struct {
 	Boot      Boot   `mapstructure:"boot"`
 	TFTP      TFTP   `mapstructure:"tftp"`
 	HTTP      HTTP   `mapstructure:"http"`
+
+	// File is the configuration file that was read, or where the console
+	// saves settings when none was given (data_dir/netdeploy.yaml).
+	File string `mapstructure:"-"`
 }
 
 // DHCP configures the DHCP server.
@@ -67,6 +71,7 @@ type Boot struct {
 // TFTP configures the TFTP root.
 type TFTP struct {
 	Root string `mapstructure:"root"`
+	Port int    `mapstructure:"port"`
 }
 
 // HTTP configures the HTTP boot server.
@@ -100,6 +105,7 @@ func Default() Config {
 		PXE:  PXE{Policy: string(policy.All)},
 		Boot: Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
 		HTTP: HTTP{Port: 80},
+		TFTP: TFTP{Port: 69},
 	}
 }
 
@@ -170,6 +176,9 @@ func (c *Config) Validate() error {
 		if _, err := net.ParseMAC(m); err != nil {
 			return keyErr("pxe.known", "%q is not a MAC address", m)
 		}
+	}
+	if c.TFTP.Port < 1 || c.TFTP.Port > 65535 {
+		return keyErr("tftp.port", "%d is not a UDP port", c.TFTP.Port)
 	}
 	if c.HTTP.Port < 1 || c.HTTP.Port > 65535 {
 		return keyErr("http.port", "%d is not a TCP port", c.HTTP.Port)

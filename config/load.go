@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -29,6 +30,7 @@ func flagKeys() [][2]string {
 		{"initrd", "boot.initrd"},
 		{"cmdline", "boot.cmdline"},
 		{"tftp-root", "tftp.root"},
+		{"tftp-port", "tftp.port"},
 		{"http-port", "http.port"},
 	}
 }
@@ -53,6 +55,7 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("initrd", "", "default boot entry: initrd")
 	fs.String("cmdline", d.Boot.Cmdline, "default boot entry: kernel command line")
 	fs.String("tftp-root", "", "extra files served over TFTP and HTTP (default: data-dir/tftp)")
+	fs.Int("tftp-port", d.TFTP.Port, "TFTP port")
 	fs.Int("http-port", d.HTTP.Port, "HTTP boot port")
 }
 
@@ -66,18 +69,35 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	v.SetEnvPrefix("NETDEPLOY")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	file := ""
 	if fs != nil {
 		if f := fs.Lookup("config"); f != nil && f.Value.String() != "" {
-			v.SetConfigFile(f.Value.String())
-			v.SetConfigType("yaml")
-			if err := v.ReadInConfig(); err != nil {
-				var pe *os.PathError
-				if errors.As(err, &pe) {
-					return Config{}, keyErr("config", "%v", pe)
-				}
-				return Config{}, keyErr("config", "%s: %v", f.Value.String(), err)
+			file = f.Value.String()
+		}
+	}
+	explicit := file != ""
+	if !explicit {
+		// Settings saved from the console live in data_dir.
+		dataDir := v.GetString("data_dir")
+		if fs != nil {
+			if f := fs.Lookup("data-dir"); f != nil && f.Changed {
+				dataDir = f.Value.String()
 			}
 		}
+		file = SavedFile(dataDir)
+	}
+	if _, err := os.Stat(file); explicit || err == nil {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				return Config{}, keyErr("config", "%v", pe)
+			}
+			return Config{}, keyErr("config", "%s: %v", file, err)
+		}
+	}
+	if fs != nil {
 		for _, fk := range flagKeys() {
 			if f := fs.Lookup(fk[0]); f != nil && f.Changed {
 				if err := v.BindPFlag(fk[1], f); err != nil {
@@ -96,8 +116,13 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	if err != nil {
 		return Config{}, decodeError(err)
 	}
+	c.File = file
 	return c, nil
 }
+
+// SavedFile is where settings are kept when no configuration file is
+// named: the console saves there and Load reads it.
+func SavedFile(dataDir string) string { return filepath.Join(dataDir, "netdeploy.yaml") }
 
 // decodeError turns mapstructure's report into one line naming the key.
 func decodeError(err error) error {
@@ -156,5 +181,6 @@ func setDefaults(v *viper.Viper, d Config) {
 	v.SetDefault("boot.initrd", d.Boot.Initrd)
 	v.SetDefault("boot.cmdline", d.Boot.Cmdline)
 	v.SetDefault("tftp.root", d.TFTP.Root)
+	v.SetDefault("tftp.port", d.TFTP.Port)
 	v.SetDefault("http.port", d.HTTP.Port)
 }

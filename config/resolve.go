@@ -96,20 +96,29 @@ func (c Config) Resolve(ifaces Interfaces) (*Runtime, error) {
 		a := it.Addrs[0]
 		rt.ServerIP, rt.Subnet = a.IP, &net.IPNet{IP: a.IP.Mask(a.Mask), Mask: a.Mask}
 	}
-	if c.DHCP.Mode == ModeAuthoritative {
-		if c.DHCP.Pool != "" {
-			rt.PoolStart, rt.PoolEnd, _ = parsePool(c.DHCP.Pool)
-			if !rt.Subnet.Contains(rt.PoolStart) || !rt.Subnet.Contains(rt.PoolEnd) {
-				return nil, keyErr("dhcp.pool", "%s is outside %s's subnet %s", c.DHCP.Pool, it.Name, rt.Subnet)
-			}
-		} else if rt.PoolStart, rt.PoolEnd, err = defaultPool(rt.Subnet); err != nil {
-			return nil, keyErr("dhcp.pool", "%v", err)
-		}
-		if rt.Router != nil && !rt.Subnet.Contains(rt.Router) {
-			return nil, keyErr("dhcp.router", "%s is outside %s's subnet %s", rt.Router, it.Name, rt.Subnet)
-		}
+	// The pool is worked out in every mode, so that the console can switch
+	// to authoritative later; only authoritative mode requires it now.
+	if err := rt.resolvePool(); err != nil && c.DHCP.Mode == ModeAuthoritative {
+		return nil, err
 	}
 	return rt, nil
+}
+
+func (rt *Runtime) resolvePool() error {
+	var err error
+	if rt.DHCP.Pool != "" {
+		rt.PoolStart, rt.PoolEnd, _ = parsePool(rt.DHCP.Pool)
+		if !rt.Subnet.Contains(rt.PoolStart) || !rt.Subnet.Contains(rt.PoolEnd) {
+			rt.PoolStart, rt.PoolEnd = nil, nil
+			return keyErr("dhcp.pool", "%s is outside %s's subnet %s", rt.DHCP.Pool, rt.Iface.Name, rt.Subnet)
+		}
+	} else if rt.PoolStart, rt.PoolEnd, err = defaultPool(rt.Subnet); err != nil {
+		return keyErr("dhcp.pool", "%v", err)
+	}
+	if rt.Router != nil && !rt.Subnet.Contains(rt.Router) {
+		return keyErr("dhcp.router", "%s is outside %s's subnet %s", rt.Router, rt.Iface.Name, rt.Subnet)
+	}
+	return nil
 }
 
 // pickInterface returns the named interface, or the only candidate (up,

@@ -110,7 +110,7 @@ func serve(parent context.Context, rt *config.Runtime, log *slog.Logger, out io.
 }
 
 func poolString(rt *config.Runtime) string {
-	if rt.PoolStart == nil {
+	if rt.PoolStart == nil || rt.DHCP.Mode != config.ModeAuthoritative {
 		return "none"
 	}
 	return rt.PoolStart.String() + "-" + rt.PoolEnd.String()

@@ -1,0 +1,81 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestSaveKeepsCommentsAndKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "netdeploy.yaml")
+	orig := "# site config\ninterface: eth1 # the switch\ndhcp:\n  mode: proxy # beside the site router\n  lease: 2h\n"
+	if err := os.WriteFile(path, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Save(path, map[string]any{"dhcp.mode": "authoritative", "dhcp.authorization": true, "udp_range": "64100-64199", "pxe.policy": "approve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	got := string(b)
+	for _, want := range []string{"# site config", "interface: eth1 # the switch", "mode: authoritative # beside the site router", "lease: 2h", "authorization: true", "udp_range: 64100-64199", "policy: approve"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("saved file lacks %q:\n%s", want, got)
+		}
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode changed to %v", st.Mode().Perm())
+	}
+	// What was saved loads back.
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	fs.Parse([]string{"--config", path})
+	c, err := Load(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DHCP.Mode != "authoritative" || !c.DHCP.Authorization || c.UDPRange != "64100-64199" || c.PXE.Policy != "approve" || c.Interface != "eth1" || c.File != path {
+		t.Fatalf("loaded %+v", c)
+	}
+}
+
+// TestSavedFileIsRead: without --config, data_dir/netdeploy.yaml is read,
+// and saving there creates it.
+func TestSavedFileIsRead(t *testing.T) {
+	dir := t.TempDir()
+	if err := Save(SavedFile(dir), map[string]any{"udp_range": "50000-50099"}); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	fs.Parse([]string{"--data-dir", dir})
+	c, err := Load(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UDPRange != "50000-50099" || c.File != SavedFile(dir) {
+		t.Fatalf("range %s file %s", c.UDPRange, c.File)
+	}
+	// A flag still wins over the saved file.
+	fs = pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	fs.Parse([]string{"--data-dir", dir, "--udp-range", "60000-60010"})
+	if c, _ = Load(fs); c.UDPRange != "60000-60010" {
+		t.Fatalf("flag lost: %s", c.UDPRange)
+	}
+}
+
+func TestSaveRefusesNonMapping(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.yaml")
+	os.WriteFile(path, []byte("- a\n- b\n"), 0o644)
+	if err := Save(path, map[string]any{"udp_range": "50000-50099"}); err == nil || !strings.Contains(err.Error(), "mapping") {
+		t.Fatalf("err = %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "- a\n- b\n" {
+		t.Fatalf("file changed: %q", b)
+	}
+}
