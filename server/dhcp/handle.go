@@ -14,9 +14,12 @@ import (
 
 // handler joins the decisions to the lease store: one request in, at most
 // one reply and some events out. It touches no socket.
+//
+// A handler serves one mode and never changes: the server swaps in
+// another (withMode) to change the mode at run time.
 type handler struct {
 	s          settings
-	leases     *leaseStore // nil in proxy mode
+	leases     *leaseStore // nil unless authoritative
 	ownMAC     net.HardwareAddr
 	subnet     *net.IPNet // served subnet, for relayed requests (may be nil)
 	port       int        // server port (67)
@@ -48,6 +51,10 @@ func (o *outcome) event(e tracker.Event) { o.events = append(o.events, e) }
 // on the PXE port from src, at now.
 func (h *handler) handle(req *dhcpv4.DHCPv4, pxe bool, src *net.UDPAddr, now time.Time) outcome {
 	var o outcome
+	if h.s.mode == Off {
+		o.drop = "mode off"
+		return o
+	}
 	c, err := inspect(req)
 	if err != nil {
 		o.drop = err.Error()
@@ -81,6 +88,17 @@ func (h *handler) handle(req *dhcpv4.DHCPv4, pxe bool, src *net.UDPAddr, now tim
 		o.dest = replyDest(c, o.reply.MessageType(), pxe, src, h.port, h.clientPort)
 	}
 	return o
+}
+
+// withMode returns a handler like h serving mode m with leases (used in
+// authoritative mode only). The refusal log's rate limit starts afresh.
+func (h *handler) withMode(m Mode, leases *leaseStore) *handler {
+	n := &handler{s: h.s, ownMAC: h.ownMAC, subnet: h.subnet, port: h.port, pxePort: h.pxePort, clientPort: h.clientPort, log: h.log}
+	n.s.mode = m
+	if m == Authoritative {
+		n.leases = leases
+	}
+	return n
 }
 
 type evFunc func(stage tracker.Stage, kind tracker.Kind, ip net.IP, detail string) tracker.Event

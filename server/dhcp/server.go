@@ -20,12 +20,14 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/net/ipv4"
 
 	"github.com/netdeploy/netdeploy/server/policy"
+	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
@@ -37,8 +39,12 @@ const (
 	DefaultLeaseTime  = time.Hour
 )
 
-// ErrServerClosed is returned by Listen and Serve after Shutdown.
+// ErrServerClosed is returned by Listen, Serve and SetMode after Shutdown.
 var ErrServerClosed = errors.New("dhcp: server closed")
+
+// ErrNoPool is returned when authoritative mode is asked of a server built
+// without a Pool.
+var ErrNoPool = errors.New("dhcp: authoritative mode needs an address pool (dhcp.pool), and this server has none")
 
 // ListenError is a socket the server could not open: Port on Interface.
 // Err is the cause (errors.Is works for syscall.EACCES, EADDRINUSE...).
@@ -57,8 +63,9 @@ func (e *ListenError) Unwrap() error { return e.Err }
 
 // Server is a DHCP and PXE boot server for one interface. Set the fields,
 // then call ListenAndServe (or Listen and Serve); the fields must not be
-// changed after that. Authorization and its servers change at run time
-// through SetAuthorization and SetAuthorizedServers.
+// changed after that. The mode changes at run time through SetMode,
+// authorization and its servers through SetAuthorization and
+// SetAuthorizedServers.
 type Server struct {
 	// Interface is the served interface (required). Every socket is bound
 	// to it (SO_BINDTODEVICE): packets from other interfaces are never
@@ -67,9 +74,12 @@ type Server struct {
 	// ServerIP is this server's address on Interface (required): server
 	// identifier, siaddr and TFTP server.
 	ServerIP net.IP
-	// Mode is Authoritative or Proxy.
+	// Mode is the initial mode: Authoritative, Proxy or Off (the sockets
+	// are open but nothing is answered). SetMode changes the mode at run
+	// time and CurrentMode reports it; this field is not updated.
 	Mode Mode
-	// Pool is the range leased in authoritative mode.
+	// Pool is the range leased in authoritative mode. Set it in every mode
+	// if the server may be switched to authoritative at run time.
 	Pool Pool
 	// Netmask is the served subnet's mask (option 1); nil: taken from
 	// the interface address that equals ServerIP.
@@ -79,8 +89,8 @@ type Server struct {
 	DNS    []net.IP
 	// LeaseTime is the lease length (option 51); 0: DefaultLeaseTime.
 	LeaseTime time.Duration
-	// LeaseDir is where leases.json lives (authoritative); "" keeps
-	// leases in memory only.
+	// LeaseDir is where leases.json lives (authoritative; read when the
+	// server first becomes authoritative); "" keeps leases in memory only.
 	LeaseDir string
 	// ScriptURL is the iPXE script URL given to clients that are already
 	// iPXE (and the base for UEFI HTTP boot).
@@ -107,15 +117,25 @@ type Server struct {
 	Port, PXEPort, ClientPort int
 
 	authMu  sync.Mutex // serializes SetAuthorization
+	modeMu  sync.Mutex // serializes SetMode
 	probeMu sync.Mutex // one probe at a time
+
+	// h answers requests in the current mode; nil before Listen. Every
+	// packet loads it once, so a mode change applies to the next packet.
+	h atomic.Pointer[handler]
+	// probeStats counts the authorization probe's traffic (client port),
+	// across reopenings of its sockets.
+	probeStats stats.Counter
 
 	mu        sync.Mutex
 	auth      *authorizer
 	listening bool
 	serving   bool
 	closed    bool
+	syncing   bool          // syncLoop runs
+	mode      Mode          // current mode; "": Mode
+	leases    *leaseStore   // loaded once authoritative, kept across mode changes
 	done      chan struct{} // closed by Shutdown
-	h         *handler
 	conns     []listener
 	probe     *probeSockets // nil while authorization is off
 	probeStop chan struct{}
@@ -131,6 +151,7 @@ type listener struct {
 	c    *net.UDPConn
 	port int
 	pxe  bool
+	st   *stats.Counter
 }
 
 // probeSockets are the authorization probe's sockets: UDP on the client
@@ -139,17 +160,31 @@ type probeSockets struct {
 	udp    *net.UDPConn
 	frames *frameConn
 	dst    *net.UDPAddr
+	st     *stats.Counter
 }
 
 func (p *probeSockets) send(b []byte) error {
-	_, err := p.udp.WriteToUDP(b, p.dst)
+	n, err := p.udp.WriteToUDP(b, p.dst)
+	if err == nil {
+		p.st.Out(n)
+	}
 	return err
 }
 
 func (p *probeSockets) setReadDeadline(t time.Time) error { return p.frames.setReadDeadline(t) }
 
+// readFrame reads a captured frame and counts it (its UDP payload) when
+// it came in.
 func (p *probeSockets) readFrame(buf []byte) (int, net.HardwareAddr, bool, error) {
-	return p.frames.readFrame(buf)
+	n, src, outgoing, err := p.frames.readFrame(buf)
+	if err == nil && !outgoing {
+		size := n
+		if d, err := parseFrame(buf[:n]); err == nil {
+			size = len(d.payload)
+		}
+		p.st.In(size)
+	}
+	return n, src, outgoing, err
 }
 
 func (p *probeSockets) drain() {
@@ -205,19 +240,25 @@ func (s *Server) authzLocked() *authorizer {
 	return s.auth
 }
 
-// check validates the configuration and returns the decision settings.
-func (s *Server) check(iface *net.Interface) (settings, *net.IPNet, error) {
+// checkMode accepts the three modes.
+func checkMode(m Mode) error {
+	switch m {
+	case Authoritative, Proxy, Off:
+		return nil
+	}
+	return fmt.Errorf("dhcp: unknown mode %q (want authoritative, proxy or off)", m)
+}
+
+// check validates the configuration for mode and returns the decision
+// settings. iface may be nil when Netmask is set.
+func (s *Server) check(iface *net.Interface, mode Mode) (settings, *net.IPNet, error) {
 	var st settings
 	ip := s.ServerIP.To4()
 	if ip == nil || ip.IsUnspecified() {
 		return st, nil, fmt.Errorf("dhcp: server ip %q is not an IPv4 address", s.ServerIP)
 	}
-	switch s.Mode {
-	case Authoritative, Proxy:
-	case Off:
-		return st, nil, errors.New("dhcp: mode is off; the DHCP server is not started")
-	default:
-		return st, nil, fmt.Errorf("dhcp: unknown mode %q (want authoritative or proxy)", s.Mode)
+	if err := checkMode(mode); err != nil {
+		return st, nil, err
 	}
 	mask := s.Netmask
 	if mask == nil {
@@ -231,7 +272,7 @@ func (s *Server) check(iface *net.Interface) (settings, *net.IPNet, error) {
 			return st, nil, fmt.Errorf("dhcp: netmask %s is not an IPv4 mask", s.Netmask)
 		}
 	}
-	if s.Mode == Authoritative && mask == nil {
+	if mode == Authoritative && mask == nil {
 		return st, nil, fmt.Errorf("dhcp: netmask not set and %s has no address %s to take it from", s.Interface, ip)
 	}
 	lt := s.LeaseTime
@@ -258,7 +299,7 @@ func (s *Server) check(iface *net.Interface) (settings, *net.IPNet, error) {
 		}
 		dns = append(dns, d4)
 	}
-	st = settings{mode: s.Mode, serverIP: ip, netmask: mask, router: router, dns: dns, leaseTime: lt, scriptURL: s.ScriptURL, has: s.Has, policy: s.Policy}
+	st = settings{mode: mode, serverIP: ip, netmask: mask, router: router, dns: dns, leaseTime: lt, scriptURL: s.ScriptURL, has: s.Has, policy: s.Policy}
 	var subnet *net.IPNet
 	if mask != nil {
 		subnet = &net.IPNet{IP: ip.Mask(mask), Mask: mask}
@@ -305,23 +346,12 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("dhcp: interface %s: %w", s.Interface, err)
 	}
-	st, subnet, err := s.check(iface)
+	h, err := s.prepareLocked(iface)
 	if err != nil {
 		return err
 	}
-	if !hasAddr(iface, st.serverIP) {
-		log.Warn("dhcp: server ip is not an address of the interface", "iface", s.Interface, "ip", st.serverIP.String())
-	}
-	h := &handler{s: st, ownMAC: iface.HardwareAddr, subnet: subnet, port: s.port(), pxePort: s.pxePort(), clientPort: s.clientPort(), log: log}
-	if s.Mode == Authoritative {
-		exclude := []net.IP{st.router}
-		h.leases, err = newLeaseStore(s.Pool, st.serverIP, st.netmask, exclude, st.leaseTime, s.LeaseDir, time.Now())
-		if err != nil {
-			return fmt.Errorf("dhcp: %w", err)
-		}
-		h.leases.saveFailed = func(err error) {
-			log.Error("dhcp: leases not saved", "dir", s.LeaseDir, "err", err)
-		}
+	if !hasAddr(iface, h.s.serverIP) {
+		log.Warn("dhcp: server ip is not an address of the interface", "iface", s.Interface, "ip", h.s.serverIP.String())
 	}
 	if ns, err := captureNetns(); err == nil {
 		s.ns = ns
@@ -347,7 +377,7 @@ func (s *Server) Listen() error {
 			closeAll()
 			return &ListenError{Port: p.port, Interface: s.Interface, Err: err}
 		}
-		conns = append(conns, listener{c: c, port: p.port, pxe: p.pxe})
+		conns = append(conns, listener{c: c, port: p.port, pxe: p.pxe, st: new(stats.Counter)})
 	}
 	if _, on := a.generation(); on {
 		if err := s.openProbeLocked(); err != nil {
@@ -355,16 +385,85 @@ func (s *Server) Listen() error {
 			return err
 		}
 	}
-	s.h, s.conns, s.listening = h, conns, true
+	s.installLocked(h)
+	s.conns, s.listening = conns, true
+	mode := h.s.mode
 	for _, l := range conns {
-		what := fmt.Sprintf("dhcp %s on %s", s.Mode, s.Interface)
+		what := fmt.Sprintf("dhcp %s on %s", mode, s.Interface)
 		if l.pxe {
 			what = "pxe boot server on " + s.Interface
 		}
-		log.Info("dhcp: listening", "port", l.port, "proto", "udp", "iface", s.Interface, "mode", string(s.Mode))
+		if mode == Off {
+			what += " (mode off: not answering)"
+		}
+		log.Info("dhcp: listening", "port", l.port, "proto", "udp", "iface", s.Interface, "mode", string(mode))
 		s.emit(tracker.Event{Stage: tracker.StageDHCP, Event: tracker.KindListening, Port: l.port, Proto: "udp", Detail: what})
 	}
 	return nil
+}
+
+// modeLocked is the current mode: the last SetMode, else the Mode field.
+func (s *Server) modeLocked() Mode {
+	if s.mode != "" {
+		return s.mode
+	}
+	return s.Mode
+}
+
+// prepareLocked checks the configuration and builds the handler for the
+// current mode, loading the leases when it is authoritative. It opens no
+// socket and changes nothing; installLocked puts the result in place.
+// iface may be nil when Netmask is set.
+func (s *Server) prepareLocked(iface *net.Interface) (*handler, error) {
+	mode := s.modeLocked()
+	if mode == Authoritative && !s.hasPool() {
+		return nil, ErrNoPool
+	}
+	st, subnet, err := s.check(iface, mode)
+	if err != nil {
+		return nil, err
+	}
+	var own net.HardwareAddr
+	if iface != nil {
+		own = iface.HardwareAddr
+	}
+	h := &handler{s: st, ownMAC: own, subnet: subnet, port: s.port(), pxePort: s.pxePort(), clientPort: s.clientPort(), log: s.logger()}
+	if mode == Authoritative {
+		if h.leases, err = s.openLeases(st); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// installLocked makes h the handler that answers.
+func (s *Server) installLocked(h *handler) {
+	s.mode = h.s.mode
+	if h.leases != nil {
+		s.leases = h.leases
+	}
+	s.h.Store(h)
+}
+
+func (s *Server) hasPool() bool { return s.Pool.Start != nil && s.Pool.End != nil }
+
+// openLeases loads the lease store for the pool, with the settings st.
+func (s *Server) openLeases(st settings) (*leaseStore, error) {
+	if !s.hasPool() {
+		return nil, ErrNoPool
+	}
+	if st.netmask == nil {
+		return nil, fmt.Errorf("dhcp: authoritative mode needs the subnet mask: netmask not set and %s has no address %s to take it from", s.Interface, st.serverIP)
+	}
+	ls, err := newLeaseStore(s.Pool, st.serverIP, st.netmask, []net.IP{st.router}, st.leaseTime, s.LeaseDir, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	log := s.logger()
+	ls.saveFailed = func(err error) {
+		log.Error("dhcp: leases not saved", "dir", s.LeaseDir, "err", err)
+	}
+	return ls, nil
 }
 
 func hasAddr(iface *net.Interface, ip net.IP) bool {
@@ -397,7 +496,7 @@ func (s *Server) openProbeLocked() error {
 			c.Close()
 			return &ListenError{Port: port, Interface: s.Interface, Err: fmt.Errorf("authorization probe: %w", err)}
 		}
-		ps = probeSockets{udp: c, frames: f, dst: &net.UDPAddr{IP: net.IPv4bcast, Port: s.port()}}
+		ps = probeSockets{udp: c, frames: f, dst: &net.UDPAddr{IP: net.IPv4bcast, Port: s.port()}, st: &s.probeStats}
 		return nil
 	})
 	if err != nil {
@@ -453,10 +552,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.startProbeLoopLocked(gen)
 	}
 	done := s.done
-	if s.h != nil && s.h.leases != nil {
-		s.wg.Add(1)
-		go s.syncLoop(s.h.leases, done)
-	}
+	s.startSyncLocked()
 	s.mu.Unlock()
 
 	select {
@@ -466,6 +562,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// startSyncLocked starts syncLoop once the server serves and has leases.
+func (s *Server) startSyncLocked() {
+	if s.syncing || !s.serving || s.closed || s.leases == nil {
+		return
+	}
+	s.syncing = true
+	s.wg.Add(1)
+	go s.syncLoop(s.leases, s.done)
 }
 
 // syncLoop flushes the lease journal to disk every syncEvery until done.
@@ -526,11 +632,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.ns.close()
 	s.ns = nil
-	h := s.h
+	ls := s.leases
 	s.mu.Unlock()
-	if h != nil && h.leases != nil {
+	if ls != nil {
 		// A last snapshot: leases.json holds every lease, the journal is empty.
-		if err := h.leases.close(); err != nil {
+		if err := ls.close(); err != nil {
 			return fmt.Errorf("dhcp: save leases: %w", err)
 		}
 	}
@@ -577,13 +683,16 @@ func (s *Server) readLoop(l listener) {
 		// could overflow a client's receive buffer (perfdhcp, simulating
 		// thousands of clients on one socket, shows it).
 		for _, m := range in[:n] {
+			l.st.In(m.N)
 			src, ok := m.Addr.(*net.UDPAddr)
 			if !ok {
 				continue
 			}
 			if reply, dest := s.serveOne(l, m.Buffers[0][:m.N], src); reply != nil {
-				if _, err := l.c.WriteToUDP(reply, dest); err != nil {
+				if sent, err := l.c.WriteToUDP(reply, dest); err != nil {
 					log.Warn("dhcp: send reply", "ip", dest.IP.String(), "port", l.port, "proto", "udp", "err", err)
+				} else {
+					l.st.Out(sent)
 				}
 			}
 		}
@@ -598,6 +707,15 @@ func (s *Server) serveOne(l listener, b []byte, src *net.UDPAddr) ([]byte, *net.
 		log.Debug("dhcp: ignored malformed packet", "port", l.port, "proto", "udp", "from", src.String(), "reason", err)
 		return nil, nil
 	}
+	// One handler for the whole packet: a mode change applies to the next.
+	h := s.h.Load()
+	if h.s.mode == Off {
+		if log.Enabled(context.Background(), slog.LevelDebug) {
+			// precheck made sure chaddr is there.
+			log.Debug("dhcp: not answering: mode off", "mac", net.HardwareAddr(b[28:28+int(b[2])]).String(), "port", l.port, "proto", "udp")
+		}
+		return nil, nil
+	}
 	m, err := dhcpv4.FromBytes(b)
 	if err != nil {
 		log.Debug("dhcp: ignored malformed packet", "port", l.port, "proto", "udp", "from", src.String(), "reason", err)
@@ -608,9 +726,6 @@ func (s *Server) serveOne(l listener, b []byte, src *net.UDPAddr) ([]byte, *net.
 		log.Debug("dhcp: not answering: not authorized", "mac", mac, "port", l.port, "proto", "udp")
 		return nil, nil
 	}
-	s.mu.Lock()
-	h := s.h
-	s.mu.Unlock()
 	out := h.handle(m, l.pxe, src, time.Now())
 	for _, e := range out.events {
 		s.emit(e)
@@ -790,14 +905,111 @@ func (s *Server) Authorized() (bool, string) {
 	return s.authz().status()
 }
 
-// Leases returns the bound leases (active and expired), by address; nil in
-// proxy mode or before Listen.
+// Leases returns the bound leases (active and expired), by address; nil
+// until the server has been authoritative. Leases are kept when the mode
+// changes away from authoritative, and returned then too.
 func (s *Server) Leases() []Lease {
 	s.mu.Lock()
-	h := s.h
+	ls := s.leases
 	s.mu.Unlock()
-	if h == nil || h.leases == nil {
+	if ls == nil {
 		return nil
 	}
-	return h.leases.leases()
+	return ls.leases()
+}
+
+// CurrentMode reports the mode the server answers in now (before Listen:
+// the mode it will start in).
+func (s *Server) CurrentMode() Mode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.modeLocked()
+}
+
+// SetMode switches the server to mode m at once; the next packet is
+// answered in m. The sockets stay open in every mode (and the
+// authorization probe keeps running): in Off every request is ignored.
+// Authoritative needs a Pool (ErrNoPool) and a netmask; the leases are
+// loaded from LeaseDir the first time the server becomes authoritative
+// and kept when it leaves that mode. Before Listen, SetMode chooses the
+// mode Listen starts in. After Shutdown it returns ErrServerClosed.
+func (s *Server) SetMode(m Mode) error {
+	if err := checkMode(m); err != nil {
+		return err
+	}
+	s.modeMu.Lock()
+	defer s.modeMu.Unlock()
+	s.mu.Lock()
+	s.authzLocked()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if m == Authoritative && !s.hasPool() {
+		s.mu.Unlock()
+		return ErrNoPool
+	}
+	old := s.modeLocked()
+	if old == m {
+		s.mu.Unlock()
+		return nil
+	}
+	cur := s.h.Load()
+	if cur == nil {
+		// Not listening yet: Listen starts in m.
+		s.mode = m
+		s.mu.Unlock()
+		s.modeChanged(old, m)
+		return nil
+	}
+	ls := s.leases
+	s.mu.Unlock()
+
+	loaded := false
+	if m == Authoritative && ls == nil {
+		// Reading the leases may take a while; packets keep being
+		// answered in the old mode meanwhile.
+		var err error
+		if ls, err = s.openLeases(cur.s); err != nil {
+			return err
+		}
+		loaded = true
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		if loaded {
+			ls.close()
+		}
+		return ErrServerClosed
+	}
+	s.installLocked(cur.withMode(m, ls))
+	s.startSyncLocked()
+	s.mu.Unlock()
+	s.modeChanged(old, m)
+	return nil
+}
+
+// modeChanged logs and reports a mode change.
+func (s *Server) modeChanged(old, m Mode) {
+	s.logger().Info("dhcp: mode changed", "mode", string(m), "from", string(old), "iface", s.Interface)
+	s.emit(tracker.Event{Stage: tracker.StageDHCP, Event: tracker.KindDone, Port: s.port(), Proto: "udp", Detail: "mode " + string(m)})
+}
+
+// Stats returns the traffic counters by port: the DHCP port (67) and the
+// PXE boot server (4011) once listening, and the authorization probe's
+// client port (68) while its sockets are open. Packets and bytes are UDP
+// datagrams and their payloads; for the probe, "in" counts the answers
+// captured while a probe listens.
+func (s *Server) Stats() map[int]stats.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int]stats.Snapshot, 3)
+	for _, l := range s.conns {
+		out[l.port] = l.st.Snapshot()
+	}
+	if s.probe != nil {
+		out[s.clientPort()] = s.probeStats.Snapshot()
+	}
+	return out
 }

@@ -216,7 +216,6 @@ func TestListenErrors(t *testing.T) {
 	}{
 		{"no interface", func(s *Server) { s.Interface = "" }, "dhcp: no interface"},
 		{"unknown interface", func(s *Server) { s.Interface = "nd-none0" }, "dhcp: interface nd-none0"},
-		{"mode off", func(s *Server) { s.Mode = Off }, "dhcp: mode is off"},
 		{"no mode", func(s *Server) { s.Mode = "" }, "dhcp: unknown mode"},
 		{"no server ip", func(s *Server) { s.ServerIP = nil }, "dhcp: server ip"},
 		{"bad pool", func(s *Server) {

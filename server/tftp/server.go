@@ -16,11 +16,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/boot"
+	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 	"github.com/netdeploy/netdeploy/server/udprange"
 )
@@ -86,6 +88,47 @@ type Server struct {
 	active    int                         // requests being served
 	spinGate  spinGate                    // sessions busy-polling for ACKs
 	wg        sync.WaitGroup
+
+	// Traffic counters (atomics): the service port, and every session
+	// port together.
+	listenStats, sessionStats stats.Counter
+}
+
+// SessionInfo is a transfer in progress, for the console.
+type SessionInfo struct {
+	Client    string    `json:"client"`     // the client's ip:port
+	LocalPort int       `json:"local_port"` // the session's port from udp_range
+	File      string    `json:"file"`
+	Bytes     int64     `json:"bytes"` // acknowledged by the client so far
+	Total     int64     `json:"total"` // size sent (netascii: after conversion)
+	Started   time.Time `json:"started"`
+}
+
+// Stats returns the traffic counters. listen is the service port (69):
+// requests in, ERRORs sent from it out. sessions covers every session
+// port: datagrams and bytes sent and received, and Active, the transfers
+// in progress (those with a session port).
+func (s *Server) Stats() (listen stats.Snapshot, sessions stats.Snapshot) {
+	return s.listenStats.Snapshot(), s.sessionStats.Snapshot()
+}
+
+// Sessions lists the transfers in progress, oldest first.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	out := make([]SessionInfo, 0, len(s.conns))
+	for sess := range s.conns {
+		in := sess.info
+		in.Bytes = sess.acked.Load()
+		out = append(out, in)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b SessionInfo) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Client, b.Client)
+	})
+	return out
 }
 
 // errShutdown ends a request that arrives while Shutdown closes sessions.
@@ -245,6 +288,7 @@ func orDefault[T int | time.Duration](v, def T) T {
 // handle deals with one datagram on the listening socket. It must not
 // block: transfers run in their own goroutines.
 func (s *Server) handle(conn *net.UDPConn, b []byte, from netip.AddrPort) {
+	s.listenStats.In(len(b))
 	peerKey := addrKey(from)
 	ip := peerKey.Addr().String()
 	log := s.logger().With("ip", ip, "port", from.Port(), "proto", "udp")
@@ -288,7 +332,7 @@ func (s *Server) handle(conn *net.UDPConn, b []byte, from netip.AddrPort) {
 	}
 
 	maxSessions := orDefault(s.MaxSessions, DefaultMaxSessions)
-	sess := &session{peer: from, peerKey: peerKey, ev: ev, log: log, emit: s.emitter(), spin: spinner{gate: &s.spinGate}}
+	sess := &session{peer: from, peerKey: peerKey, ev: ev, log: log, emit: s.emitter(), spin: spinner{gate: &s.spinGate}, st: &s.sessionStats}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -411,6 +455,8 @@ func (s *Server) bind(listener *net.UDPConn, sess *session) (*net.UDPConn, udpra
 				conn.Close()
 				return nil, rng, fmt.Errorf("tftp: session socket: %w", err)
 			}
+			sess.info = SessionInfo{Client: sess.peerKey.String(), LocalPort: conn.LocalAddr().(*net.UDPAddr).Port,
+				File: sess.ev.File, Total: sess.size, Started: time.Now()}
 			if !s.track(sess) {
 				conn.Close()
 				return nil, rng, errShutdown
@@ -433,21 +479,26 @@ func (s *Server) track(sess *session) bool {
 		s.conns = map[*session]struct{}{}
 	}
 	s.conns[sess] = struct{}{}
+	s.sessionStats.Open()
 	return true
 }
 
 func (s *Server) closeSession(sess *session) {
 	s.mu.Lock()
 	delete(s.conns, sess)
+	s.sessionStats.Close()
 	s.mu.Unlock()
 	sess.conn.Close()
 }
 
 // reply sends an ERROR from the listening socket.
 func (s *Server) reply(conn *net.UDPConn, to netip.AddrPort, code errCode, msg string) {
-	if _, err := conn.WriteToUDPAddrPort(appendError(nil, code, msg), to); err != nil {
+	n, err := conn.WriteToUDPAddrPort(appendError(nil, code, msg), to)
+	if err != nil {
 		s.logger().Debug("tftp send error failed", "ip", to.Addr().Unmap().String(), "err", err)
+		return
 	}
+	s.listenStats.Out(n)
 }
 
 func (s *Server) fail(ev tracker.Event, det string) {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
@@ -41,6 +42,10 @@ type session struct {
 	replied atomic.Bool // the client answered once: a repeated RRQ is new
 	raw     syscall.RawConn
 	spin    spinner
+
+	st    *stats.Counter // the server's session counters
+	info  SessionInfo    // for Server.Sessions; set before the session is tracked
+	acked atomic.Int64   // sent, for Server.Sessions
 
 	pkt      []byte // one outgoing packet
 	batch    []byte // several DATA packets for one segmented send; nil: none
@@ -158,6 +163,7 @@ func (s *session) transfer() error {
 		s.replied.Store(true)
 		base, tries, dupRewound = idx+1, 0, false
 		s.sent = min(int64(idx)*bs, s.size)
+		s.acked.Store(s.sent)
 		if s.p.msft && hint > 0 {
 			window = clampWindow(hint, s.maxWin)
 		}
@@ -184,6 +190,7 @@ func (s *session) handshake() error {
 		if _, err := s.conn.WriteToUDPAddrPort(oack, s.peer); err != nil {
 			return fmt.Errorf("tftp: send OACK: %w", err)
 		}
+		s.st.Out(len(oack))
 		deadline := time.Now().Add(s.backoff(tries))
 	wait:
 		b, err := s.recv(deadline)
@@ -232,6 +239,7 @@ func (s *session) recv(deadline time.Time) ([]byte, error) {
 			}
 			return nil, fmt.Errorf("tftp: receive: %w", err)
 		}
+		s.st.In(n)
 		if addrKey(from) == s.peerKey {
 			return s.rbuf[:n], nil
 		}
@@ -240,7 +248,14 @@ func (s *session) recv(deadline time.Time) ([]byte, error) {
 			continue // never answer an error with an error
 		}
 		var eb [32]byte
-		_, _ = s.conn.WriteToUDPAddrPort(appendError(eb[:0], errUnknownTID, "unknown transfer ID"), from)
+		s.sendError(appendError(eb[:0], errUnknownTID, "unknown transfer ID"), from)
+	}
+}
+
+// sendError sends an ERROR packet b from the session port, best effort.
+func (s *session) sendError(b []byte, to netip.AddrPort) {
+	if _, err := s.conn.WriteToUDPAddrPort(b, to); err == nil {
+		s.st.Out(len(b))
 	}
 }
 
@@ -251,7 +266,7 @@ func (s *session) unexpected(b []byte) error {
 		return fmt.Errorf("tftp: client error %d: %s", code, msg)
 	}
 	var eb [64]byte
-	_, _ = s.conn.WriteToUDPAddrPort(appendError(eb[:0], errIllegalOp, "illegal TFTP operation"), s.peer)
+	s.sendError(appendError(eb[:0], errIllegalOp, "illegal TFTP operation"), s.peer)
 	if p, err := decode(b); err == nil {
 		return fmt.Errorf("tftp: illegal operation: unexpected %v", p.op)
 	}
@@ -275,6 +290,7 @@ func (s *session) sendRange(from, to uint64) error {
 			if _, err := s.conn.WriteToUDPAddrPort(b, s.peer); err != nil {
 				return fmt.Errorf("tftp: send DATA: %w", err)
 			}
+			s.st.Out(len(b))
 			from++
 			continue
 		}
@@ -293,6 +309,7 @@ func (s *session) sendRange(from, to uint64) error {
 			s.batch = nil // one datagram per block from now on
 			continue
 		}
+		s.st.OutBatch(int(n), len(b))
 		from += n
 	}
 	return nil
@@ -330,7 +347,7 @@ func (s *session) fill(off int64) error {
 		err = io.ErrUnexpectedEOF
 	}
 	var eb [64]byte
-	_, _ = s.conn.WriteToUDPAddrPort(appendError(eb[:0], errUndefined, "read error"), s.peer)
+	s.sendError(appendError(eb[:0], errUndefined, "read error"), s.peer)
 	return fmt.Errorf("tftp: read at %d: %w", off, err)
 }
 
