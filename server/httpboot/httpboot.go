@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/netdeploy/netdeploy/server/boot"
+	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
@@ -36,6 +37,10 @@ type Server struct {
 	// Script returns the iPXE script for a client (mac may be ""). Nil:
 	// boot.ipxe comes from FS.
 	Script func(mac string) []byte
+	// MACForIP names the client at an address when its request carries
+	// no "mac" parameter (iPXE fetching the DHCP-given script URL); nil or
+	// "" leaves the client anonymous.
+	MACForIP func(ip string) string
 	// Port is reported in events (the listener decides the real port).
 	Port int
 	// MaxConns caps concurrent connections; 0 means 256.
@@ -45,9 +50,31 @@ type Server struct {
 	Events        tracker.Emitter // nil: tracker.Nop{}
 	Log           *slog.Logger    // nil: discard
 
-	once sync.Once
-	srv  *http.Server
+	once  sync.Once
+	srv   *http.Server
+	stats stats.Counter
 }
+
+// Stats returns the traffic counters: requests in (BytesIn counts request
+// bodies, which a boot server hardly ever gets), responses out with the
+// body bytes written (headers not counted), and Active, the requests being
+// served now.
+func (s *Server) Stats() stats.Snapshot { return s.stats.Snapshot() }
+
+// countingWriter counts the body bytes of a response.
+type countingWriter struct {
+	http.ResponseWriter
+	c *stats.Counter
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.c.OutBytes(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) init() {
 	s.once.Do(func() {
@@ -115,6 +142,13 @@ func macFromQuery(r *http.Request) string {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
+	s.stats.In(int(r.ContentLength))
+	s.stats.Open()
+	defer func() {
+		s.stats.Out(0) // the body bytes are counted as they are written
+		s.stats.Close()
+	}()
+	w = countingWriter{ResponseWriter: w, c: &s.stats}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "read-only server", http.StatusMethodNotAllowed)
@@ -122,6 +156,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	mac := macFromQuery(r)
+	if mac == "" && s.MACForIP != nil {
+		mac = s.MACForIP(ip)
+	}
 	ev := tracker.Event{MAC: mac, IP: ip, Stage: tracker.StageHTTP, Port: s.Port, Proto: "tcp", Peer: r.RemoteAddr}
 	log := s.Log.With("mac", mac, "ip", ip, "port", s.Port, "proto", "tcp")
 

@@ -33,6 +33,14 @@ func (e *events) all() []tracker.Event {
 
 func start(t *testing.T) (string, *events, []byte) {
 	t.Helper()
+	_, base, ev, big := startServer(t, nil)
+	return base, ev, big
+}
+
+// startServer serves a temporary root with big.bin; configure may change
+// the Server before it serves.
+func startServer(t *testing.T, configure func(*Server)) (*Server, string, *events, []byte) {
+	t.Helper()
 	dir := t.TempDir()
 	big := make([]byte, 3<<20+17)
 	rand.Read(big)
@@ -43,6 +51,9 @@ func start(t *testing.T) (string, *events, []byte) {
 		FS:     &boot.FS{Root: dir},
 		Script: func(mac string) []byte { return []byte("#!ipxe\necho " + mac + "\n") },
 		Port:   8080, Events: ev, ProgressEvery: time.Millisecond,
+	}
+	if configure != nil {
+		configure(s)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -56,7 +67,7 @@ func start(t *testing.T) (string, *events, []byte) {
 			t.Errorf("Serve after Shutdown: %v", err)
 		}
 	})
-	return "http://" + l.Addr().String(), ev, big
+	return s, "http://" + l.Addr().String(), ev, big
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte) {
@@ -151,5 +162,35 @@ func TestScriptAndErrors(t *testing.T) {
 	}
 	if errs < 4 {
 		t.Errorf("want error events for refused requests, got %d", errs)
+	}
+}
+
+// TestScriptMACFromAddress: iPXE fetches the DHCP-given script URL without
+// ?mac=; the server names it from its address so the policy applies.
+func TestScriptMACFromAddress(t *testing.T) {
+	_, base, ev, _ := startServer(t, func(s *Server) {
+		s.MACForIP = func(ip string) string {
+			if ip == "127.0.0.1" {
+				return "52:54:00:aa:bb:01"
+			}
+			return ""
+		}
+	})
+	resp, b := get(t, base+"/boot.ipxe", nil)
+	if resp.StatusCode != 200 || string(b) != "#!ipxe\necho 52:54:00:aa:bb:01\n" {
+		t.Fatalf("script %d %q", resp.StatusCode, b)
+	}
+	// The query still wins.
+	if _, b = get(t, base+"/boot.ipxe?mac=52-54-00-aa-bb-02", nil); string(b) != "#!ipxe\necho 52:54:00:aa:bb:02\n" {
+		t.Fatalf("script with query %q", b)
+	}
+	found := false
+	for _, e := range ev.all() {
+		if e.File == "boot.ipxe" && e.MAC == "52:54:00:aa:bb:01" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("events do not name the client: %+v", ev.all())
 	}
 }
