@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,6 +82,13 @@ type Orchestrator struct {
 
 	log      *slog.Logger
 	dhcp     *dhcp.Server
+	dhcpMu   sync.Mutex
+	switchMu sync.Mutex
+	dhcpLive bool          // sockets open: Serve runs, or is about to
+	dhcpErr  error         // why enabling DHCP at runtime failed
+	dhcpGo   chan struct{} // closed when DHCP goes live
+	stopped  chan struct{} // closed by the first Shutdown
+	stopOnce sync.Once
 	tftp     *tftp.Server
 	http     *httpboot.Server
 	tftpConn *net.UDPConn
@@ -105,6 +113,8 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		Tracker: tracker.New(),
 		Ports:   udprange.NewLive(rt.Range),
 		log:     log,
+		dhcpGo:  make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	o.Policy = policy.NewStatic(rt.Policy, rt.PXE.Known)
 	o.Policy.OnPending = func(mac string) {
@@ -130,33 +140,44 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 	o.http = &httpboot.Server{
 		FS:     o.FS,
 		Script: o.script,
+		// The DHCP lease (or the neighbour table) names a client that asks
+		// for the script without ?mac=, so the policy applies to it.
+		MACForIP: func(ip string) string {
+			if mac := o.Tracker.MACForIP(ip); mac != "" {
+				return mac
+			}
+			return neighborMAC(ip)
+		},
 		Port:   rt.HTTP.Port,
 		Events: events,
 		Log:    log.With("service", "http"),
 	}
-	if rt.DHCP.Mode != config.ModeOff {
-		mode := dhcp.Authoritative
-		if rt.DHCP.Mode == config.ModeProxy {
-			mode = dhcp.Proxy
-		}
-		o.dhcp = &dhcp.Server{
-			Interface:         rt.Iface.Name,
-			ServerIP:          rt.ServerIP,
-			Mode:              mode,
-			Pool:              dhcp.Pool{Start: rt.PoolStart, End: rt.PoolEnd},
-			Netmask:           rt.Subnet.Mask,
-			Router:            rt.Router,
-			DNS:               rt.DNS,
-			LeaseTime:         rt.DHCP.Lease,
-			LeaseDir:          rt.DataDir,
-			ScriptURL:         boot.ScriptURL(rt.ServerIP, rt.HTTP.Port),
-			Has:               o.FS.Has,
-			Policy:            o.Policy,
-			Authorization:     rt.DHCP.Authorization,
-			AuthorizedServers: rt.AuthorizedServers,
-			Events:            o.Tracker,
-			Log:               log.With("service", "dhcp"),
-		}
+	// The DHCP server always exists so that the console can switch it on;
+	// in mode off its sockets stay closed until then.
+	mode := dhcp.Off
+	switch rt.DHCP.Mode {
+	case config.ModeAuthoritative:
+		mode = dhcp.Authoritative
+	case config.ModeProxy:
+		mode = dhcp.Proxy
+	}
+	o.dhcp = &dhcp.Server{
+		Interface:         rt.Iface.Name,
+		ServerIP:          rt.ServerIP,
+		Mode:              mode,
+		Pool:              dhcp.Pool{Start: rt.PoolStart, End: rt.PoolEnd},
+		Netmask:           rt.Subnet.Mask,
+		Router:            rt.Router,
+		DNS:               rt.DNS,
+		LeaseTime:         rt.DHCP.Lease,
+		LeaseDir:          rt.DataDir,
+		ScriptURL:         boot.ScriptURL(rt.ServerIP, rt.HTTP.Port),
+		Has:               o.FS.Has,
+		Policy:            o.Policy,
+		Authorization:     rt.DHCP.Authorization,
+		AuthorizedServers: rt.AuthorizedServers,
+		Events:            o.Tracker,
+		Log:               log.With("service", "dhcp"),
 	}
 	return o, nil
 }
@@ -206,20 +227,15 @@ func (o *Orchestrator) script(mac string) []byte {
 // is reported before anything runs. The error is a *ListenError.
 func (o *Orchestrator) Listen() error {
 	ip := o.RT.ServerIP
-	if o.dhcp != nil {
-		if err := o.dhcp.Listen(); err != nil {
-			port := PortDHCP
-			var le *dhcp.ListenError
-			if errors.As(err, &le) {
-				port = le.Port
-			}
-			return &ListenError{Service: "dhcp", Proto: "udp", Port: port, Err: errors.Unwrap(err)}
+	if o.RT.DHCP.Mode != config.ModeOff {
+		if err := o.listenDHCP(); err != nil {
+			return err
 		}
 	}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: PortTFTP})
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip, Port: o.RT.TFTP.Port})
 	if err != nil {
 		o.Close()
-		return &ListenError{Service: "tftp", Proto: "udp", Port: PortTFTP, Err: errors.Unwrap(err)}
+		return &ListenError{Service: "tftp", Proto: "udp", Port: o.RT.TFTP.Port, Err: errors.Unwrap(err)}
 	}
 	o.tftpConn = c
 	l, err := net.Listen("tcp4", net.JoinHostPort(ip.String(), strconv.Itoa(o.RT.HTTP.Port)))
@@ -238,9 +254,33 @@ func (o *Orchestrator) Listen() error {
 	return nil
 }
 
+// listenDHCP opens the DHCP sockets and lets the dhcp service run.
+func (o *Orchestrator) listenDHCP() error {
+	if err := o.dhcp.Listen(); err != nil {
+		port := PortDHCP
+		var le *dhcp.ListenError
+		if errors.As(err, &le) {
+			port = le.Port
+		}
+		cause := errors.Unwrap(err)
+		if cause == nil {
+			cause = err
+		}
+		return &ListenError{Service: "dhcp", Proto: "udp", Port: port, Err: cause}
+	}
+	o.dhcpMu.Lock()
+	o.dhcpLive = true
+	o.dhcpMu.Unlock()
+	close(o.dhcpGo)
+	return nil
+}
+
 // Close releases sockets opened by Listen when the services never ran.
 func (o *Orchestrator) Close() {
-	if o.dhcp != nil {
+	o.dhcpMu.Lock()
+	live := o.dhcpLive
+	o.dhcpMu.Unlock()
+	if live {
 		o.dhcp.Shutdown(context.Background())
 	}
 	if o.tftpConn != nil {
@@ -257,9 +297,7 @@ func (o *Orchestrator) Close() {
 // Services returns the services to run, after Listen.
 func (o *Orchestrator) Services() []Service {
 	var out []Service
-	if o.dhcp != nil {
-		out = append(out, Service{Name: "dhcp", Serve: func() error { return o.dhcp.Serve(context.Background()) }, Shutdown: o.dhcp.Shutdown})
-	}
+	out = append(out, Service{Name: "dhcp", Serve: o.serveDHCP, Shutdown: o.shutdownDHCP})
 	out = append(out,
 		Service{Name: "tftp", Serve: func() error { return o.tftp.Serve(o.tftpConn) }, Shutdown: o.tftp.Shutdown},
 		Service{Name: "http", Serve: func() error { return o.http.Serve(o.httpLn) }, Shutdown: o.http.Shutdown},
@@ -273,30 +311,111 @@ func (o *Orchestrator) Services() []Service {
 	return out
 }
 
+// serveDHCP waits until DHCP is live (at once, unless dhcp.mode is off
+// and the operator switches it on later), then serves it.
+func (o *Orchestrator) serveDHCP() error {
+	select {
+	case <-o.dhcpGo:
+		select {
+		case <-o.stopped:
+			return nil
+		default:
+		}
+		return o.dhcp.Serve(context.Background())
+	case <-o.stopped:
+		return nil
+	}
+}
+
+func (o *Orchestrator) shutdownDHCP(ctx context.Context) error {
+	o.stopOnce.Do(func() { close(o.stopped) })
+	o.dhcpMu.Lock()
+	live := o.dhcpLive
+	o.dhcpMu.Unlock()
+	if !live {
+		return nil
+	}
+	return o.dhcp.Shutdown(ctx)
+}
+
+// SetDHCPMode switches dhcp.mode at once. Switching on a server that
+// started with mode off opens its sockets first; switching to off keeps
+// them open and answers nothing.
+func (o *Orchestrator) SetDHCPMode(mode string) error {
+	m, err := dhcp.ParseMode(mode)
+	if err != nil {
+		return err
+	}
+	o.switchMu.Lock() // one switch at a time: listenDHCP runs at most once
+	defer o.switchMu.Unlock()
+	o.dhcpMu.Lock()
+	live := o.dhcpLive
+	o.dhcpMu.Unlock()
+	if live {
+		if err := o.dhcp.SetMode(m); err != nil {
+			return fmt.Errorf("dhcp mode %s: %w", m, err)
+		}
+		return nil
+	}
+	if m == dhcp.Off {
+		return nil
+	}
+	select {
+	case <-o.stopped:
+		return errors.New("dhcp: shutting down")
+	default:
+	}
+	// Open the sockets answering nothing, then switch: a failure leaves
+	// nothing to undo.
+	if err := o.listenDHCP(); err != nil {
+		o.dhcpMu.Lock()
+		o.dhcpErr = err
+		o.dhcpMu.Unlock()
+		return err
+	}
+	o.dhcpMu.Lock()
+	o.dhcpErr = nil
+	o.dhcpMu.Unlock()
+	if err := o.dhcp.SetMode(m); err != nil {
+		return fmt.Errorf("dhcp mode %s: %w", m, err)
+	}
+	o.log.Info("dhcp switched on", "mode", string(m))
+	return nil
+}
+
+// DHCPMode is the mode DHCP answers in now.
+func (o *Orchestrator) DHCPMode() string {
+	o.dhcpMu.Lock()
+	live := o.dhcpLive
+	o.dhcpMu.Unlock()
+	if !live {
+		return config.ModeOff
+	}
+	return string(o.dhcp.CurrentMode())
+}
+
 // Announce emits a listening event for every service port.
 func (o *Orchestrator) Announce() {
 	ip := o.RT.ServerIP.String()
 	emit := func(stage tracker.Stage, proto string, port int) {
 		o.Tracker.Emit(tracker.Event{Stage: stage, Event: tracker.KindListening, IP: ip, Port: port, Proto: proto})
 	}
-	if o.dhcp != nil {
+	if o.RT.DHCP.Mode != config.ModeOff {
 		emit(tracker.StageDHCP, "udp", PortDHCP)
 		emit(tracker.StagePXE, "udp", PortPXE)
 	}
-	emit(tracker.StageTFTP, "udp", PortTFTP)
+	emit(tracker.StageTFTP, "udp", o.RT.TFTP.Port)
 	emit(tracker.StageHTTP, "tcp", o.RT.HTTP.Port)
 }
 
 // SetAuthorization turns DHCP authorization on or off at once.
 func (o *Orchestrator) SetAuthorization(on bool) {
-	if o.dhcp != nil {
-		o.dhcp.SetAuthorization(on)
-	}
+	o.dhcp.SetAuthorization(on)
 }
 
 // Authorized reports the DHCP authorization state and its reason.
 func (o *Orchestrator) Authorized() (bool, string) {
-	if o.dhcp == nil {
+	if o.DHCPMode() == config.ModeOff {
 		return false, "dhcp is off"
 	}
 	return o.dhcp.Authorized()
@@ -309,9 +428,6 @@ func (o *Orchestrator) SetUDPRange(r udprange.Range) error {
 
 // Leases lists the DHCP leases (authoritative mode).
 func (o *Orchestrator) Leases() []dhcp.Lease {
-	if o.dhcp == nil {
-		return nil
-	}
 	return o.dhcp.Leases()
 }
 
@@ -321,20 +437,17 @@ func (o *Orchestrator) LeaseFile() string { return filepath.Join(o.RT.DataDir, "
 // Status implements control.API.
 func (o *Orchestrator) Status() control.Status {
 	ok, reason := o.Authorized()
-	authz := false
-	if o.dhcp != nil {
-		authz = o.dhcp.AuthorizationEnabled()
-	}
+	authz := o.dhcp.AuthorizationEnabled()
 	return control.Status{
 		Interface:     o.RT.Iface.Name,
 		ServerIP:      o.RT.ServerIP.String(),
-		DHCPMode:      o.RT.DHCP.Mode,
+		DHCPMode:      o.DHCPMode(),
 		Authorization: authz,
 		Authorized:    ok,
 		Reason:        reason,
 		UDPRange:      o.Ports.Get().String(),
 		Policy:        string(o.Policy.Mode()),
-		Clients:       len(o.Tracker.Clients()),
+		Clients:       o.Tracker.Len(),
 		Pending:       len(o.Policy.Pending()),
 	}
 }

@@ -93,3 +93,14 @@ func MACString(hw net.HardwareAddr) string {
 	}
 	return hw.String()
 }
+
+// Service reports whether e is about a service rather than a client (a
+// listener, the authorization state, dropped events), even when it
+// carries the server's own address.
+func (e Event) Service() bool {
+	switch e.Event {
+	case KindListening, KindAuthorized, KindUnauthorized, KindDropped:
+		return e.MAC == ""
+	}
+	return false
+}

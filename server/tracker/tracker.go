@@ -78,7 +78,7 @@ func (t *Tracker) Emit(e Event) {
 	if e.MAC != "" && e.IP != "" {
 		t.byIP[e.IP] = e.MAC
 	}
-	if e.MAC != "" || e.IP != "" {
+	if (e.MAC != "" || e.IP != "") && !e.Service() {
 		t.record(e)
 	}
 	subs := make([]*Subscription, 0, len(t.subs))
@@ -97,6 +97,16 @@ func (t *Tracker) record(e Event) {
 		key = "ip:" + e.IP
 	}
 	c := t.clients[key]
+	if c == nil && e.MAC != "" && e.IP != "" {
+		// The client was known by its address only (a TFTP request
+		// before anything named its MAC): it is this one.
+		if old := t.clients["ip:"+e.IP]; old != nil {
+			delete(t.clients, "ip:"+e.IP)
+			old.MAC = e.MAC
+			c = old
+			t.clients[key] = c
+		}
+	}
 	if c == nil {
 		if len(t.clients) >= t.maxClients {
 			t.evictOldest()
@@ -161,6 +171,13 @@ func (t *Tracker) MACForIP(ip string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.byIP[ip]
+}
+
+// Len is the number of client records.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.clients)
 }
 
 // Clients returns a copy of every client record, ordered by first sight.

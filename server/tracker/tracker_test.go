@@ -96,3 +96,28 @@ func TestBoundedRecords(t *testing.T) {
 		t.Errorf("ip index holds %d entries after eviction", len(tr.byIP))
 	}
 }
+
+func TestServiceEventsMakeNoClient(t *testing.T) {
+	tr := New()
+	tr.Emit(Event{Stage: StageTFTP, Event: KindListening, IP: "198.18.0.1", Port: 69})
+	tr.Emit(Event{Stage: StageDHCP, Event: KindUnauthorized, IP: "198.18.0.9", Detail: "other server"})
+	if n := tr.Len(); n != 0 {
+		t.Fatalf("%d client records from service events: %+v", n, tr.Clients())
+	}
+	tr.Emit(Event{Stage: StageHTTP, Event: KindDone, IP: "198.18.0.7", File: "boot.ipxe"})
+	if n := tr.Len(); n != 1 {
+		t.Fatalf("client event: %d records", n)
+	}
+}
+
+// TestAddressOnlyRecordMerges: events known by address only join the MAC's
+// record once an event names both.
+func TestAddressOnlyRecordMerges(t *testing.T) {
+	tr := New()
+	tr.Emit(Event{Stage: StageTFTP, Event: KindDone, IP: "198.18.0.7", File: "undionly.kpxe"})
+	tr.Emit(Event{Stage: StageHTTP, Event: KindDone, IP: "198.18.0.7", MAC: "02:00:00:00:00:07", File: "boot.ipxe"})
+	cs := tr.Clients()
+	if len(cs) != 1 || cs[0].MAC != "02:00:00:00:00:07" || len(cs[0].History) != 2 || cs[0].History[0].File != "undionly.kpxe" {
+		t.Fatalf("clients = %+v", cs)
+	}
+}
