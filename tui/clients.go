@@ -98,31 +98,29 @@ func newClientSet() *clientSet { return &clientSet{byKey: map[string]*client{}} 
 // apply folds one event into the set; service events (no MAC, no IP) are
 // ignored here.
 func (cs *clientSet) apply(e tracker.Event) {
-	key := e.MAC
-	if key == "" {
-		if e.IP == "" || e.Event == tracker.KindListening {
-			return
-		}
-		key = "ip:" + e.IP
-	}
-	if e.MAC == "" && isService(e) {
+	if e.Service() || e.MAC == "" && e.IP == "" {
 		return
 	}
+	key := e.MAC
+	if key == "" {
+		key = "ip:" + e.IP
+	}
 	c := cs.byKey[key]
+	if c == nil && e.MAC != "" && e.IP != "" {
+		// Known by its address only until now (as the tracker does).
+		if old := cs.byKey["ip:"+e.IP]; old != nil {
+			delete(cs.byKey, old.Key)
+			old.Key, old.MAC = key, e.MAC
+			cs.byKey[key] = old
+			c = old
+		}
+	}
 	if c == nil {
 		c = &client{Key: key, MAC: e.MAC, FirstSeen: e.Time, Complete: map[tracker.Stage]bool{}}
 		cs.byKey[key] = c
 		cs.order = append(cs.order, c)
 	}
 	c.fold(e)
-}
-
-func isService(e tracker.Event) bool {
-	switch e.Event {
-	case tracker.KindListening, tracker.KindAuthorized, tracker.KindUnauthorized, tracker.KindDropped:
-		return true
-	}
-	return false
 }
 
 func (c *client) fold(e tracker.Event) {

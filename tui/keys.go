@@ -30,7 +30,7 @@ func DefaultKeyMap() KeyMap {
 		Down:          b("down", "down", "j"),
 		PageUp:        b("page up", "pgup"),
 		PageDown:      b("page down", "pgdown"),
-		Open:          b("details", "enter"),
+		Open:          b("open", "enter"),
 		Back:          b("back", "esc"),
 		Authorization: b("toggle DHCP authorization", "a"),
 		Mode:          b("switch DHCP mode", "m"),

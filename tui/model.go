@@ -41,7 +41,7 @@ const (
 
 // DefaultRefresh is how often the console folds new events and redraws:
 // updates are coalesced to this rate however fast events arrive.
-const DefaultRefresh = 100 * time.Millisecond
+const DefaultRefresh = 80 * time.Millisecond
 
 // maxLogLines caps the log pane's memory.
 const maxLogLines = 5000

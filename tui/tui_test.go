@@ -299,3 +299,14 @@ func TestLogBuffer(t *testing.T) {
 		t.Fatalf("second drain = %v", again)
 	}
 }
+
+// TestAddressOnlyMerges: a client first seen by address joins its MAC's
+// row when an event names both.
+func TestAddressOnlyMerges(t *testing.T) {
+	cs := newClientSet()
+	cs.apply(tracker.Event{Time: at(0), IP: "127.0.0.10", Stage: tracker.StageTFTP, Event: tracker.KindDone, File: "undionly.kpxe", Bytes: 1000})
+	cs.apply(tracker.Event{Time: at(10), IP: "127.0.0.10", MAC: "02:de:7f:00:00:01", Stage: tracker.StageHTTP, Event: tracker.KindStart, File: "boot.ipxe"})
+	if len(cs.order) != 1 || cs.order[0].MAC != "02:de:7f:00:00:01" || !cs.order[0].Complete[tracker.StageTFTP] || cs.byKey["ip:127.0.0.10"] != nil {
+		t.Fatalf("not merged: %+v", cs.order)
+	}
+}

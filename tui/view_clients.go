@@ -12,7 +12,7 @@ import (
 const (
 	colMark  = 2
 	colMAC   = 17
-	colArch  = 5
+	colArch  = 7
 	colStrip = 8
 	colTime  = 6
 	wideAt   = 110
@@ -35,7 +35,7 @@ func (m *Model) barWidth() int {
 	if m.width >= wideAt {
 		return 16
 	}
-	return 7
+	return 6
 }
 
 func (m *Model) colInfo() int {
@@ -186,7 +186,7 @@ func (m *Model) progressCells(c *client) string {
 		x := c.Xfer
 		if x.Total > 0 {
 			bar = m.bar.ViewAs(x.Percent())
-			info = fmt.Sprintf("%3.0f%% %s/s %s", x.Percent()*100, humanBytes(int64(x.Rate)), clock(x.Left()))
+			info = fmt.Sprintf("%.0f%% %s/s %s", x.Percent()*100, humanBytes(int64(x.Rate)), clock(x.Left()))
 		} else {
 			info = fmt.Sprintf("%s %s/s", humanBytes(x.Bytes), humanBytes(int64(x.Rate)))
 		}

@@ -10,7 +10,7 @@ import (
 // portColumns are the Ports table's columns for a terminal width.
 func (m *Model) portColumns() []table.Column {
 	cols := []table.Column{
-		{Title: "SERVICE", Width: 8},
+		{Title: "SERVICE", Width: 9},
 		{Title: "PORT", Width: 15},
 		{Title: "STATE", Width: 9},
 		{Title: "PKTS IN", Width: 7},
