@@ -25,6 +25,10 @@ func main() {
 	if err == nil {
 		return
 	}
+	var xe exitCodeError
+	if errors.As(err, &xe) {
+		os.Exit(xe.code) // the child process has said why
+	}
 	fmt.Fprintln(os.Stderr, "netdeploy:", err)
 	var ce *config.Error
 	var le *server.ListenError
@@ -43,17 +47,16 @@ func newRoot() *cobra.Command {
 isolated switch: DHCP (or proxyDHCP), PXE, TFTP and HTTP boot, with every
 client's progress tracked live.
 
-Run "netdeploy serve" for headless mode (JSON events on standard output).`,
+Run it without a command for the interactive console; "netdeploy serve" is
+headless mode (JSON events on standard output); "netdeploy demo" shows the
+console working against simulated clients.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			// The interactive console arrives with its own issue; until
-			// then the root command explains where to go.
-			fmt.Fprintln(cmd.ErrOrStderr(), "netdeploy: the interactive console is not built yet; run \"netdeploy serve\" (headless, JSON events on stdout)")
-			return usageError{errors.New("no console yet: use netdeploy serve")}
-		},
+		Args:          cobra.NoArgs,
+		RunE:          runConsole,
 	}
+	config.AddFlags(root.Flags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServe(), newCtl())
+	root.AddCommand(newServe(), newCtl(), newDemo(), newDemoClient())
 	return root
 }

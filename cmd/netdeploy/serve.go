@@ -70,22 +70,40 @@ func serve(parent context.Context, rt *config.Runtime, log *slog.Logger, out io.
 
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	g, gctx := errgroup.WithContext(ctx)
-	services := o.Services()
-	for _, s := range services {
-		g.Go(func() error {
-			if err := s.Serve(); err != nil {
-				return err
-			}
-			return nil
-		})
-	}
-	o.Announce()
 	streamStop, streamDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(streamDone)
 		writeEvents(streamStop, sub, out, log)
 	}()
+	err = runServices(ctx, o, log, nil)
+	close(streamStop)
+	<-streamDone
+	if err != nil {
+		return err
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// runServices runs every service of o, one goroutine each, plus the front
+// end (if any), until ctx ends, a service fails or the front end returns;
+// then it shuts every service down.
+func runServices(ctx context.Context, o *server.Orchestrator, log *slog.Logger, front func(ctx context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	services := o.Services()
+	for _, s := range services {
+		g.Go(s.Serve)
+	}
+	o.Announce()
+	if front != nil {
+		g.Go(func() error {
+			err := front(gctx)
+			if err == nil {
+				err = errFrontEndDone
+			}
+			return err
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("stopping", "reason", context.Cause(gctx))
@@ -99,15 +117,14 @@ func serve(parent context.Context, rt *config.Runtime, log *slog.Logger, out io.
 		}
 		return errors.Join(errs...)
 	})
-	err = g.Wait()
-	close(streamStop)
-	<-streamDone
-	if err != nil {
+	if err := g.Wait(); err != nil && !errors.Is(err, errFrontEndDone) {
 		return err
 	}
-	log.Info("stopped cleanly")
 	return nil
 }
+
+// errFrontEndDone stops the services when the console quits.
+var errFrontEndDone = errors.New("console closed")
 
 func poolString(rt *config.Runtime) string {
 	if rt.PoolStart == nil || rt.DHCP.Mode != config.ModeAuthoritative {
