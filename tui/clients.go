@@ -2,6 +2,7 @@ package tui
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/tracker"
@@ -145,9 +146,10 @@ func (c *client) fold(e tracker.Event) {
 		c.Pending = true
 	case e.Stage == tracker.StagePXE && e.Event == tracker.KindDone:
 		c.Pending, c.Denied = false, false
-	case e.Stage == tracker.StagePXE && e.Event == tracker.KindError:
-		c.Pending = false
-		c.Denied = true
+	case e.Stage == tracker.StagePXE && e.Event == tracker.KindError && strings.Contains(e.Detail, "denied"):
+		c.Pending, c.Denied = false, true
+	case e.Stage == tracker.StagePXE && e.Event == tracker.KindError && strings.Contains(e.Detail, "approval"):
+		c.Pending = true // held by the policy, asking again
 	}
 	if e.Event == tracker.KindDone {
 		c.Complete[e.Stage] = true
@@ -265,4 +267,23 @@ func (c *client) elapsed(now time.Time) time.Duration {
 		now = c.LastSeen
 	}
 	return now.Sub(c.FirstSeen)
+}
+
+// syncPending makes the waiting flags follow the policy's pending list,
+// which is the authority (approvals made elsewhere, restarts).
+func (cs *clientSet) syncPending(pending []Pending) {
+	set := make(map[string]bool, len(pending))
+	for _, p := range pending {
+		set[strings.ToLower(p.MAC)] = true
+	}
+	for _, c := range cs.order {
+		if c.MAC == "" {
+			continue
+		}
+		if set[strings.ToLower(c.MAC)] {
+			c.Pending, c.Denied = true, false
+		} else {
+			c.Pending = false
+		}
+	}
 }

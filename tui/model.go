@@ -103,6 +103,7 @@ type Model struct {
 	detailVP viewport.Model
 
 	ports      table.Model
+	recent     map[string]portRate
 	setSel     int
 	editing    bool
 	rangeInput textinput.Model
@@ -161,6 +162,7 @@ func New(be Backend, opts Options) *Model {
 		width:      MinWidth,
 		height:     MinHeight,
 		clients:    newClientSet(),
+		recent:     map[string]portRate{},
 		ports:      t,
 		rangeInput: ti,
 		logLevel:   slog.LevelInfo,
@@ -250,6 +252,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // fold takes in one refresh.
 func (m *Model) fold(r refreshMsg) {
 	m.snap = r.snap
+	updateRates(m.recent, r.snap.Ports, r.snap.At)
 	for _, e := range r.events {
 		if e.Event == tracker.KindDropped && e.MAC == "" {
 			m.dropped += e.Bytes
@@ -257,6 +260,7 @@ func (m *Model) fold(r refreshMsg) {
 		}
 		m.clients.apply(e)
 	}
+	m.clients.syncPending(r.snap.Pending)
 	if len(r.logs) > 0 {
 		m.logs = append(m.logs, r.logs...)
 		if len(m.logs) > maxLogLines {

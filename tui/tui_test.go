@@ -310,3 +310,51 @@ func TestAddressOnlyMerges(t *testing.T) {
 		t.Fatalf("not merged: %+v", cs.order)
 	}
 }
+
+func TestPortRates(t *testing.T) {
+	rates := map[string]portRate{}
+	p := PortState{Service: "tftp-data", Proto: "udp", Port: "64001-65000"}
+	updateRates(rates, []PortState{p}, at(0))
+	if got := rates[portKey(p)].String(); got != "idle" {
+		t.Fatalf("first snapshot: %q", got)
+	}
+	p.PacketsOut, p.BytesOut = 1000, 1<<20
+	updateRates(rates, []PortState{p}, at(1000))
+	r := rates[portKey(p)]
+	if r.pps != 500 || r.bps != 1<<19 || r.String() != "512K/s" {
+		t.Fatalf("after 1 s: %+v %q", r, r.String())
+	}
+	updateRates(rates, []PortState{p}, at(1100)) // too short a window: unchanged
+	if rates[portKey(p)].pps != 500 {
+		t.Fatalf("short window changed the rate")
+	}
+	updateRates(rates, nil, at(2000))
+	if len(rates) != 0 {
+		t.Fatalf("a port that went away keeps a rate")
+	}
+}
+
+// TestHeldIsNotDenied: the DHCP server reports a held client as a PXE
+// error "waiting for approval"; that is waiting, not denied. The pending
+// list from the policy has the last word.
+func TestHeldIsNotDenied(t *testing.T) {
+	cs := newClientSet()
+	mac := "02:de:00:00:00:01"
+	cs.apply(tracker.Event{Time: at(0), MAC: mac, Stage: tracker.StagePXE, Event: tracker.KindError, Detail: "waiting for approval"})
+	c := cs.byKey[mac]
+	if !c.Pending || c.Denied {
+		t.Fatalf("held client: pending %v denied %v", c.Pending, c.Denied)
+	}
+	cs.syncPending(nil) // approved elsewhere
+	if c.Pending {
+		t.Fatal("still pending after the policy dropped it")
+	}
+	cs.apply(tracker.Event{Time: at(1), MAC: mac, Stage: tracker.StagePXE, Event: tracker.KindError, Detail: "denied by policy"})
+	if !c.Denied {
+		t.Fatal("denied client not marked")
+	}
+	cs.syncPending([]Pending{{MAC: "02:DE:00:00:00:01"}})
+	if !c.Pending || c.Denied {
+		t.Fatalf("listed as pending again: pending %v denied %v", c.Pending, c.Denied)
+	}
+}

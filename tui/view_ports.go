@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/table"
 )
@@ -13,10 +14,9 @@ func (m *Model) portColumns() []table.Column {
 		{Title: "SERVICE", Width: 9},
 		{Title: "PORT", Width: 15},
 		{Title: "STATE", Width: 9},
-		{Title: "PKTS IN", Width: 7},
-		{Title: "OUT", Width: 6},
-		{Title: "BYTES IN", Width: 8},
-		{Title: "OUT", Width: 6},
+		{Title: "PKTS IN/OUT", Width: 11},
+		{Title: "BYTES IN/OUT", Width: 12},
+		{Title: "RECENT", Width: 8},
 		{Title: "ACTIVE", Width: 6},
 	}
 	if m.width >= wideAt {
@@ -38,12 +38,13 @@ func (m *Model) layoutPorts(bodyH int) {
 	rows := make([]table.Row, 0, len(m.snap.Ports))
 	for _, p := range m.snap.Ports {
 		r := table.Row{p.Service, p.Proto + " " + p.Port, p.State,
-			humanCount(p.PacketsIn), humanCount(p.PacketsOut),
-			humanBytes(int64(p.BytesIn)), humanBytes(int64(p.BytesOut)), fmt.Sprint(p.Active)}
+			humanCount(p.PacketsIn) + "/" + humanCount(p.PacketsOut),
+			humanBytes(int64(p.BytesIn)) + "/" + humanBytes(int64(p.BytesOut)),
+			m.recent[portKey(p)].String(), fmt.Sprint(p.Active)}
 		if p.State == PortOff || p.State == PortMissing {
-			r = table.Row{p.Service, p.Proto + " " + p.Port, p.State, "-", "-", "-", "-", "-"}
+			r = table.Row{p.Service, p.Proto + " " + p.Port, p.State, "-", "-", "-", "-"}
 		}
-		if len(cols) > 8 {
+		if len(cols) > 7 {
 			r = append(r, p.Reason)
 		}
 		rows = append(rows, r)
@@ -110,4 +111,55 @@ func (m *Model) viewPorts(h int) string {
 		used++
 	}
 	return b.String()
+}
+
+func portKey(p PortState) string { return p.Service + "/" + p.Proto + "/" + p.Port }
+
+// portRate is a port's recent traffic: packets and bytes per second, both
+// directions, smoothed over the last seconds.
+type portRate struct {
+	pps, bps float64
+	last     PortState
+	at       time.Time
+}
+
+func (r portRate) String() string {
+	if r.pps < 0.05 {
+		return "idle"
+	}
+	if r.bps >= 1024 {
+		return humanBytes(int64(r.bps)) + "/s"
+	}
+	return fmt.Sprintf("%.0fp/s", r.pps)
+}
+
+// updateRates folds a new snapshot's counters into the recent rates.
+func updateRates(rates map[string]portRate, ports []PortState, at time.Time) {
+	seen := make(map[string]bool, len(ports))
+	for _, p := range ports {
+		k := portKey(p)
+		seen[k] = true
+		r, ok := rates[k]
+		if ok {
+			dt := at.Sub(r.at).Seconds()
+			if dt < 0.2 {
+				continue // too short a window to say anything
+			}
+			pk := float64(p.PacketsIn+p.PacketsOut) - float64(r.last.PacketsIn+r.last.PacketsOut)
+			by := float64(p.BytesIn+p.BytesOut) - float64(r.last.BytesIn+r.last.BytesOut)
+			if pk < 0 || by < 0 {
+				pk, by = 0, 0 // counters reset
+			}
+			const keep = 0.5 // half of the old rate per window: a few seconds of memory
+			r.pps = keep*r.pps + (1-keep)*pk/dt
+			r.bps = keep*r.bps + (1-keep)*by/dt
+		}
+		r.last, r.at = p, at
+		rates[k] = r
+	}
+	for k := range rates {
+		if !seen[k] {
+			delete(rates, k)
+		}
+	}
 }

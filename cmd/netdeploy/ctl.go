@@ -59,6 +59,9 @@ func newCtl() *cobra.Command {
 		&cobra.Command{Use: "udp-range FIRST-LAST", Short: "Change the UDP range for the next sessions", Args: cobra.ExactArgs(1), RunE: func(_ *cobra.Command, a []string) error {
 			return show("PUT", "/v1/udp_range", map[string]string{"range": a[0]})
 		}},
+		&cobra.Command{Use: "dhcp-mode authoritative|proxy|off", Short: "Switch the DHCP mode at once", Args: cobra.ExactArgs(1), RunE: func(_ *cobra.Command, a []string) error {
+			return show("PUT", "/v1/dhcp_mode", map[string]string{"mode": a[0]})
+		}},
 		&cobra.Command{Use: "policy all|known|approve", Short: "Change the PXE policy", Args: cobra.ExactArgs(1), RunE: func(_ *cobra.Command, a []string) error {
 			return show("PUT", "/v1/policy", map[string]string{"policy": a[0]})
 		}},

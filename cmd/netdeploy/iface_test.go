@@ -93,5 +93,21 @@ func TestDHCPOff(t *testing.T) {
 		}
 		sameFile(t, url, got, small)
 	}
+	// Switched on through the control API (the console's m key does the
+	// same): port 67 opens now and the client gets a lease.
+	if out, _ := srv.Run(t.Context(), "ss", "-lun", "sport = :67"); strings.Contains(out, ":67") {
+		t.Fatalf("port 67 open while off: %s", out)
+	}
+	if st := ctl(t, filepath.Join(work, "data"), "dhcp-mode", "authoritative"); !strings.Contains(st, `"dhcp_mode": "authoritative"`) {
+		t.Fatalf("status after switching on: %s", st)
+	}
+	cli.Run(t.Context(), "ip", "addr", "flush", "dev", "eth0")
+	l, err := udhcpc(t, cli, t.TempDir(), "-V", "PXEClient:Arch:00000:UNDI:002001")
+	if err != nil || l["serverid"] != "198.18.0.1" || l["boot_file"] != "undionly.kpxe" {
+		t.Fatalf("after switching on: %v %v", l, err)
+	}
+	nd.wait(5*time.Second, "a mode event", func(e tracker.Event) bool {
+		return e.Stage == tracker.StageDHCP && e.MAC == "" && e.Detail == "mode authoritative"
+	})
 	nd.stop()
 }

@@ -31,6 +31,7 @@ type API interface {
 	SetPolicy(m policy.Mode)
 	SetAuthorization(on bool)
 	SetUDPRange(r udprange.Range) error
+	SetDHCPMode(mode string) error
 }
 
 // Status is the server's state at a glance.
@@ -51,7 +52,8 @@ type Status struct {
 //
 //	GET  /v1/status, /v1/clients, /v1/pending
 //	POST /v1/approve {"mac":...}, /v1/deny {"mac":...}
-//	PUT  /v1/authorization {"enabled":bool}, /v1/udp_range {"range":"A-B"}, /v1/policy {"policy":...}
+//	PUT  /v1/authorization {"enabled":bool}, /v1/udp_range {"range":"A-B"}, /v1/policy {"policy":...},
+//	     /v1/dhcp_mode {"mode":"authoritative"|"proxy"|"off"}
 func Handler(api API) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, api.Status()) })
@@ -123,6 +125,19 @@ func Handler(api API) http.Handler {
 			return
 		}
 		api.SetPolicy(m)
+		reply(w, api.Status())
+	})
+	mux.HandleFunc("PUT /v1/dhcp_mode", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Mode string `json:"mode"`
+		}
+		if !decode(w, r, &in) {
+			return
+		}
+		if err := api.SetDHCPMode(in.Mode); err != nil {
+			fail(w, http.StatusBadRequest, fmt.Errorf("dhcp.mode: %w", err))
+			return
+		}
 		reply(w, api.Status())
 	})
 	return mux

@@ -19,10 +19,11 @@ type fakeAPI struct {
 	authz            bool
 	rng              udprange.Range
 	mode             policy.Mode
+	dhcpMode         string
 }
 
 func (f *fakeAPI) Status() Status {
-	return Status{Authorization: f.authz, UDPRange: f.rng.String(), Policy: string(f.mode)}
+	return Status{Authorization: f.authz, UDPRange: f.rng.String(), Policy: string(f.mode), DHCPMode: f.dhcpMode}
 }
 func (f *fakeAPI) Clients() []tracker.Client { return []tracker.Client{{MAC: "52:54:00:00:00:01"}} }
 func (f *fakeAPI) Pending() []policy.PendingClient {
@@ -39,6 +40,14 @@ func (f *fakeAPI) Deny(mac string) error {
 func (f *fakeAPI) SetPolicy(m policy.Mode)            { f.mode = m }
 func (f *fakeAPI) SetAuthorization(on bool)           { f.authz = on }
 func (f *fakeAPI) SetUDPRange(r udprange.Range) error { f.rng = r; return nil }
+func (f *fakeAPI) SetDHCPMode(m string) error {
+	switch m {
+	case "authoritative", "proxy", "off":
+		f.dhcpMode = m
+		return nil
+	}
+	return errors.New("unknown mode " + m)
+}
 
 func TestControlOverSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "control.sock")
@@ -65,6 +74,9 @@ func TestControlOverSocket(t *testing.T) {
 	if err := c.Do("PUT", "/v1/policy", map[string]string{"policy": "approve"}, &st); err != nil || st.Policy != "approve" {
 		t.Errorf("policy: %v %+v", err, st)
 	}
+	if err := c.Do("PUT", "/v1/dhcp_mode", map[string]string{"mode": "proxy"}, &st); err != nil || st.DHCPMode != "proxy" {
+		t.Errorf("dhcp mode: %v %+v", err, st)
+	}
 	if err := c.Do("POST", "/v1/approve", map[string]string{"mac": "52-54-00-00-00-02"}, nil); err != nil || len(api.approved) != 1 || api.approved[0] != "52:54:00:00:00:02" {
 		t.Errorf("approve: %v %v", err, api.approved)
 	}
@@ -80,6 +92,7 @@ func TestControlOverSocket(t *testing.T) {
 		{"PUT", "/v1/udp_range", map[string]string{"range": "65000-64001"}, "udp_range: 65000-64001 is inverted"},
 		{"PUT", "/v1/udp_range", map[string]string{"range": "80-90"}, "below 1024"},
 		{"PUT", "/v1/policy", map[string]string{"policy": "everyone"}, "pxe.policy"},
+		{"PUT", "/v1/dhcp_mode", map[string]string{"mode": "loud"}, "dhcp.mode: unknown mode loud"},
 		{"POST", "/v1/approve", map[string]string{"mac": "nope"}, "not a MAC address"},
 		{"POST", "/v1/deny", map[string]string{"mac": "52:54:00:00:00:99"}, "no such client"},
 		{"PUT", "/v1/authorization", map[string]string{"on": "yes"}, "bad request body"},
