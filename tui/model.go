@@ -483,8 +483,8 @@ func (m *Model) toggleAuthz() tea.Cmd {
 	}, true)
 }
 
-var dhcpModes = []string{"authoritative", "proxy", "off"}
-var policies = []string{"all", "known", "approve"}
+var dhcpModes = [...]string{"authoritative", "proxy", "off"}
+var policies = [...]string{"all", "known", "approve"}
 
 func nextOf(list []string, cur string) string {
 	for i, v := range list {
@@ -496,7 +496,7 @@ func nextOf(list []string, cur string) string {
 }
 
 func (m *Model) nextMode() tea.Cmd {
-	be, mode := m.be, nextOf(dhcpModes, m.snap.DHCPMode)
+	be, mode := m.be, nextOf(dhcpModes[:], m.snap.DHCPMode)
 	m.snap.DHCPMode = mode
 	return m.act(func() (string, error) {
 		if err := be.SetDHCPMode(mode); err != nil {
@@ -507,7 +507,7 @@ func (m *Model) nextMode() tea.Cmd {
 }
 
 func (m *Model) nextPolicy() tea.Cmd {
-	be, p := m.be, nextOf(policies, m.snap.Policy)
+	be, p := m.be, nextOf(policies[:], m.snap.Policy)
 	m.snap.Policy = p
 	return m.act(func() (string, error) {
 		if err := be.SetPolicy(p); err != nil {
