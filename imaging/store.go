@@ -10,10 +10,21 @@ import (
 	"strings"
 )
 
-// Image is one file in the image store.
+// Image is one entry of the image store: a raw disk image, or one image
+// (index) inside a WIM file.
 type Image struct {
-	Name string // file name relative to the store
-	Size int64
+	Name        string `json:"name"`        // display name (the WIM's NAME, the manifest's name, else the file name)
+	Description string `json:"description"` // free text
+	Arch        string `json:"arch"`        // "amd64", "x86", "arm64", "arm", "ia64", or "" when unknown
+	Size        int64  `json:"size"`        // bytes: the WIM image's TOTALBYTES, a raw image's uncompressed size if known, else the file size
+	Index       int    `json:"index"`       // image index inside a WIM (1-based); 1 for raw images
+	File        string `json:"file"`        // path of the file relative to images_dir, forward slashes
+	Path        string `json:"path"`        // path relative to the image share as Windows clients want it: backslashes, e.g. Images\win11.wim
+	Kind        string `json:"kind"`        // "wim" or "raw"
+	Compression string `json:"compression"` // raw images: "", "zstd" or "gzip"
+	SHA256      string `json:"sha256"`      // hex sha256 of the uncompressed image (from the manifest), or ""
+	Group       string `json:"group"`       // image group (WDS); "" means the default group
+	FileSize    int64  `json:"file_size"`   // size of the file on disk
 }
 
 // imageSuffixes are the file kinds the store serves.
@@ -48,7 +59,7 @@ func Scan(dir string) ([]Image, error) {
 		if err != nil {
 			continue // removed while we looked
 		}
-		out = append(out, Image{Name: e.Name(), Size: info.Size()})
+		out = append(out, Image{Name: e.Name(), File: e.Name(), Size: info.Size(), FileSize: info.Size()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
