@@ -37,6 +37,9 @@ type Config struct {
 	Boot      Boot   `mapstructure:"boot"`
 	TFTP      TFTP   `mapstructure:"tftp"`
 	HTTP      HTTP   `mapstructure:"http"`
+	RPC       RPC    `mapstructure:"rpc"`
+	// Accounts may log on to the RPC service (and, later, SMB).
+	Accounts []AccountConfig `mapstructure:"accounts"`
 
 	// File is the configuration file that was read, or where the console
 	// saves settings when none was given (data_dir/netdeploy.yaml).
@@ -79,6 +82,22 @@ type HTTP struct {
 	Port int `mapstructure:"port"`
 }
 
+// RPC configures the DCE/RPC services.
+type RPC struct {
+	// Port is the deployment control service (WDS RPC listener).
+	Port int `mapstructure:"port"`
+	// EPMPort is the endpoint mapper; clients expect 135.
+	EPMPort int `mapstructure:"epm_port"`
+}
+
+// AccountConfig is one logon: a name and either the password or the NT
+// hash of it (32 hex digits).
+type AccountConfig struct {
+	Name     string `mapstructure:"name"`
+	Password string `mapstructure:"password"`
+	NTHash   string `mapstructure:"nt_hash"`
+}
+
 // Error is a configuration problem: the key and what is wrong with it.
 type Error struct {
 	Key     string
@@ -106,6 +125,7 @@ func Default() Config {
 		Boot: Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
 		HTTP: HTTP{Port: 80},
 		TFTP: TFTP{Port: 69},
+		RPC:  RPC{Port: 5040, EPMPort: 135},
 	}
 }
 
@@ -182,6 +202,20 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.Port < 1 || c.HTTP.Port > 65535 {
 		return keyErr("http.port", "%d is not a TCP port", c.HTTP.Port)
+	}
+	if c.RPC.Port < 1 || c.RPC.Port > 65535 {
+		return keyErr("rpc.port", "%d is not a TCP port", c.RPC.Port)
+	}
+	if c.RPC.EPMPort < 1 || c.RPC.EPMPort > 65535 {
+		return keyErr("rpc.epm_port", "%d is not a TCP port", c.RPC.EPMPort)
+	}
+	for key, p := range map[string]int{"http.port": c.HTTP.Port, "rpc.epm_port": c.RPC.EPMPort} {
+		if p == c.RPC.Port {
+			return keyErr("rpc.port", "%d is also %s", p, key)
+		}
+	}
+	if _, err := ParseAccounts(c.Accounts); err != nil {
+		return err
 	}
 	if c.Boot.Initrd != "" && c.Boot.Kernel == "" {
 		return keyErr("boot.initrd", "set without boot.kernel")

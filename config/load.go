@@ -32,6 +32,8 @@ func flagKeys() [][2]string {
 		{"tftp-root", "tftp.root"},
 		{"tftp-port", "tftp.port"},
 		{"http-port", "http.port"},
+		{"rpc-port", "rpc.port"},
+		{"epm-port", "rpc.epm_port"},
 	}
 }
 
@@ -57,6 +59,8 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("tftp-root", "", "extra files served over TFTP and HTTP (default: data-dir/tftp)")
 	fs.Int("tftp-port", d.TFTP.Port, "TFTP port")
 	fs.Int("http-port", d.HTTP.Port, "HTTP boot port")
+	fs.Int("rpc-port", d.RPC.Port, "deployment control service (RPC) port")
+	fs.Int("epm-port", d.RPC.EPMPort, "RPC endpoint mapper port")
 }
 
 // Load reads the configuration: defaults, then the YAML file (the
@@ -183,4 +187,7 @@ func setDefaults(v *viper.Viper, d Config) {
 	v.SetDefault("tftp.root", d.TFTP.Root)
 	v.SetDefault("tftp.port", d.TFTP.Port)
 	v.SetDefault("http.port", d.HTTP.Port)
+	v.SetDefault("rpc.port", d.RPC.Port)
+	v.SetDefault("rpc.epm_port", d.RPC.EPMPort)
+	v.SetDefault("accounts", d.Accounts)
 }

@@ -57,6 +57,7 @@ type Runtime struct {
 	DNS               []net.IP
 	AuthorizedServers []net.IP
 	Policy            policy.Mode
+	Accounts          []Account
 }
 
 // Resolve validates c, picks the interface and server address and checks
@@ -77,6 +78,7 @@ func (c Config) Resolve(ifaces Interfaces) (*Runtime, error) {
 	rt := &Runtime{Config: c, Iface: it}
 	rt.Range, _ = udprange.Parse(c.UDPRange)
 	rt.Policy, _ = policy.ParseMode(c.PXE.Policy)
+	rt.Accounts, _ = ParseAccounts(c.Accounts)
 	rt.AuthorizedServers, _ = parseIPs(c.DHCP.AuthorizedServers)
 	rt.DNS, _ = parseIPs(c.DHCP.DNS)
 	if c.DHCP.Router != "" {

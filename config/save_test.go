@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,45 @@ func TestSaveRefusesNonMapping(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "- a\n- b\n" {
 		t.Fatalf("file changed: %q", b)
+	}
+}
+
+func TestAccounts(t *testing.T) {
+	// [MS-NLMP] 4.2.2.1.2: NTOWFv1("Password").
+	if h := NTHash("Password"); hex.EncodeToString(h[:]) != "a4f49c406510bdcab6824ee7c30fd852" {
+		t.Fatalf("NTHash = %x", h)
+	}
+	got, err := ParseAccounts([]AccountConfig{{Name: "tech", Password: "Password"}, {Name: "agent", NTHash: "A4F49C406510BDCAB6824EE7C30FD852"}})
+	if err != nil || len(got) != 2 || got[0].NTHash != got[1].NTHash || got[1].Name != "agent" {
+		t.Fatalf("accounts %v %+v", err, got)
+	}
+	for _, tc := range []struct {
+		in   []AccountConfig
+		want string
+	}{
+		{[]AccountConfig{{Password: "x"}}, "accounts[0].name: must not be empty"},
+		{[]AccountConfig{{Name: "a"}}, "accounts[0]: needs password or nt_hash"},
+		{[]AccountConfig{{Name: "a", Password: "x", NTHash: "00"}}, "not both"},
+		{[]AccountConfig{{Name: "a", NTHash: "xyz"}}, "accounts[0].nt_hash: want 32 hex digits"},
+		{[]AccountConfig{{Name: "a", Password: "x"}, {Name: "A", Password: "y"}}, "accounts[1].name"},
+	} {
+		if _, err := ParseAccounts(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	// From YAML.
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("accounts:\n  - name: tech\n    password: Password\nrpc:\n  port: 5041\n"), 0o600)
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	fs.Parse([]string{"--config", path})
+	c, err := Load(fs)
+	if err != nil || len(c.Accounts) != 1 || c.Accounts[0].Name != "tech" || c.RPC.Port != 5041 || c.RPC.EPMPort != 135 {
+		t.Fatalf("loaded %v %+v", err, c)
+	}
+	c.RPC.Port = 135
+	c.Finish()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "rpc.port") {
+		t.Fatalf("rpc.port equal to the endpoint mapper: %v", err)
 	}
 }
