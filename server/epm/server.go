@@ -312,4 +312,3 @@ func itoa(n int) string {
 	}
 	return string(b[i:])
 }
-
