@@ -65,8 +65,8 @@ func (o *Orchestrator) PortTable() []PortStatus {
 	out = append(out, PortStatus{Service: "tftp-data", Proto: "udp", Port: r.String(), State: PortListening,
 		Reason: fmt.Sprintf("%d ports for sessions", r.Size()), Stats: sessions})
 	add("http", "tcp", o.RT.HTTP.Port, PortListening, "", o.http.Stats())
-	add("epmap", "tcp", 135, PortNotBuilt, "RPC stage not built yet", stats.Snapshot{})
-	add("wds-rpc", "tcp", 5040, PortNotBuilt, "RPC stage not built yet", stats.Snapshot{})
+	add("epmap", "tcp", o.RT.RPC.EPMPort, PortListening, "endpoint mapper", o.epm.Stats())
+	add("wds-rpc", "tcp", o.RT.RPC.Port, PortListening, "WDS control service", o.rpc.Stats())
 	add("nb-name", "udp", 137, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})
 	add("nb-dgram", "udp", 138, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})
 	add("nb-sess", "tcp", 139, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})

@@ -17,15 +17,21 @@ import (
 	"syscall"
 	"time"
 
+	wdsv1 "github.com/oiweiwei/go-msrpc/msrpc/wdsc/wdsrpcinterface/v1"
+
 	"github.com/netdeploy/netdeploy/config"
+	"github.com/netdeploy/netdeploy/imaging"
 	"github.com/netdeploy/netdeploy/server/boot"
 	"github.com/netdeploy/netdeploy/server/control"
+	"github.com/netdeploy/netdeploy/server/dcerpc"
 	"github.com/netdeploy/netdeploy/server/dhcp"
+	"github.com/netdeploy/netdeploy/server/epm"
 	"github.com/netdeploy/netdeploy/server/httpboot"
 	"github.com/netdeploy/netdeploy/server/policy"
 	"github.com/netdeploy/netdeploy/server/tftp"
 	"github.com/netdeploy/netdeploy/server/tracker"
 	"github.com/netdeploy/netdeploy/server/udprange"
+	"github.com/netdeploy/netdeploy/server/wds"
 )
 
 // Well-known ports.
@@ -79,6 +85,7 @@ type Orchestrator struct {
 	Policy  *policy.Static
 	Ports   *udprange.Live
 	FS      *boot.FS
+	Catalog *imaging.Catalog
 
 	log      *slog.Logger
 	dhcp     *dhcp.Server
@@ -93,6 +100,10 @@ type Orchestrator struct {
 	http     *httpboot.Server
 	tftpConn *net.UDPConn
 	httpLn   net.Listener
+	rpc      *dcerpc.Server
+	epm      *dcerpc.Server
+	rpcLn    net.Listener
+	epmLn    net.Listener
 	ctlLn    net.Listener
 	ctl      *http.Server
 }
@@ -179,6 +190,32 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		Events:            o.Tracker,
 		Log:               log.With("service", "dhcp"),
 	}
+	o.Catalog = &imaging.Catalog{Dir: rt.ImagesDir}
+	accounts := make([]dcerpc.Account, 0, len(rt.Accounts))
+	for _, a := range rt.Accounts {
+		accounts = append(accounts, dcerpc.Account{Name: a.Name, NTHash: a.NTHash})
+	}
+	wdsHandler := &wds.Handler{Images: o.Catalog, Events: events, Log: log.With("service", "rpc"), Port: rt.RPC.Port}
+	o.rpc = &dcerpc.Server{
+		Interfaces: []dcerpc.Interface{{Name: "WdsRpcInterface", Syntax: *wdsv1.InterfaceSyntaxV1_0, Handle: wdsv1.NewInterfaceServerHandle(wdsHandler)}},
+		Accounts:   accounts,
+		Port:       rt.RPC.Port,
+		Events:     events,
+		Log:        log.With("service", "rpc"),
+	}
+	mapper := &epm.Mapper{
+		ServerIP:  rt.ServerIP,
+		Port:      rt.RPC.EPMPort,
+		Events:    events,
+		Log:       log.With("service", "epm"),
+		Endpoints: []epm.Endpoint{{Annotation: "WdsRpcInterface", Syntax: *wdsv1.InterfaceSyntaxV1_0, Port: rt.RPC.Port}},
+	}
+	o.epm = &dcerpc.Server{
+		Interfaces: []dcerpc.Interface{{Name: "epm", Syntax: epm.Syntax(), Handle: mapper.Handle()}},
+		Port:       rt.RPC.EPMPort,
+		Events:     events,
+		Log:        log.With("service", "epm"),
+	}
 	return o, nil
 }
 
@@ -244,6 +281,18 @@ func (o *Orchestrator) Listen() error {
 		return &ListenError{Service: "http", Proto: "tcp", Port: o.RT.HTTP.Port, Err: errors.Unwrap(err)}
 	}
 	o.httpLn = l
+	for _, x := range []struct {
+		name string
+		port int
+		ln   *net.Listener
+	}{{"rpc", o.RT.RPC.Port, &o.rpcLn}, {"epm", o.RT.RPC.EPMPort, &o.epmLn}} {
+		l, err := net.Listen("tcp4", net.JoinHostPort(ip.String(), strconv.Itoa(x.port)))
+		if err != nil {
+			o.Close()
+			return &ListenError{Service: x.name, Proto: "tcp", Port: x.port, Err: errors.Unwrap(err)}
+		}
+		*x.ln = l
+	}
 	cl, err := control.Listen(ControlSocket(o.RT.DataDir))
 	if err != nil {
 		o.Close()
@@ -286,8 +335,10 @@ func (o *Orchestrator) Close() {
 	if o.tftpConn != nil {
 		o.tftpConn.Close()
 	}
-	if o.httpLn != nil {
-		o.httpLn.Close()
+	for _, l := range []net.Listener{o.httpLn, o.rpcLn, o.epmLn} {
+		if l != nil {
+			l.Close()
+		}
 	}
 	if o.ctlLn != nil {
 		o.ctlLn.Close()
@@ -301,6 +352,8 @@ func (o *Orchestrator) Services() []Service {
 	out = append(out,
 		Service{Name: "tftp", Serve: func() error { return o.tftp.Serve(o.tftpConn) }, Shutdown: o.tftp.Shutdown},
 		Service{Name: "http", Serve: func() error { return o.http.Serve(o.httpLn) }, Shutdown: o.http.Shutdown},
+		Service{Name: "rpc", Serve: func() error { return o.rpc.Serve(o.rpcLn) }, Shutdown: o.rpc.Shutdown},
+		Service{Name: "epm", Serve: func() error { return o.epm.Serve(o.epmLn) }, Shutdown: o.epm.Shutdown},
 		Service{Name: "control", Serve: func() error {
 			if err := o.ctl.Serve(o.ctlLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("control: %w", err)
@@ -406,6 +459,8 @@ func (o *Orchestrator) Announce() {
 	}
 	emit(tracker.StageTFTP, "udp", o.RT.TFTP.Port)
 	emit(tracker.StageHTTP, "tcp", o.RT.HTTP.Port)
+	emit(tracker.StageRPC, "tcp", o.RT.RPC.EPMPort)
+	emit(tracker.StageRPC, "tcp", o.RT.RPC.Port)
 }
 
 // SetAuthorization turns DHCP authorization on or off at once.

@@ -19,7 +19,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/netdeploy/netdeploy/config"
-	"github.com/netdeploy/netdeploy/imaging"
 	"github.com/netdeploy/netdeploy/server"
 	"github.com/netdeploy/netdeploy/server/policy"
 	"github.com/netdeploy/netdeploy/server/tracker"
@@ -87,7 +86,7 @@ func console(parent context.Context, rt *config.Runtime, cio consoleIO, started 
 	}
 	log.Info("netdeploy serving", "interface", rt.Iface.Name, "ip", rt.ServerIP, "dhcp", rt.DHCP.Mode,
 		"udp_range", rt.Range.String(), "http_port", rt.HTTP.Port, "policy", string(rt.Policy), "log", logPath)
-	be := &consoleBackend{o: o, sub: sub, logs: buf, started: time.Now(), file: rt.File, images: rt.ImagesDir}
+	be := &consoleBackend{o: o, sub: sub, logs: buf, started: time.Now(), file: rt.File}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = runServices(ctx, o, log, func(ctx context.Context) error {
@@ -163,7 +162,6 @@ type consoleBackend struct {
 	logs    *tui.LogBuffer
 	started time.Time
 	file    string
-	images  string
 
 	imagesAt  time.Time
 	imagesSum string
@@ -174,7 +172,7 @@ func (b *consoleBackend) Snapshot() tui.Snapshot {
 	st := b.o.Status()
 	// The image store is scanned at most every two seconds.
 	if now.Sub(b.imagesAt) > 2*time.Second {
-		b.imagesSum, b.imagesAt = imaging.Summary(b.images), now
+		b.imagesSum, b.imagesAt = b.o.Catalog.Summary(), now
 	}
 	s := tui.Snapshot{
 		At: now, Started: b.started,

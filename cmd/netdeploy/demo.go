@@ -179,7 +179,8 @@ func demoInLab(ctx context.Context, o demoOptions, cio consoleIO) error {
 			go func() {
 				defer wg.Done()
 				arch := []string{"0", "7"}[i%2]
-				args := []string{"netns", "exec", ns, exe, "demo-client", "--iface", "eth0", "--arch", arch, "--rate", strconv.FormatInt(o.rate, 10)}
+				args := []string{"netns", "exec", ns, exe, "demo-client", "--iface", "eth0", "--arch", arch, "--rate", strconv.FormatInt(o.rate, 10),
+					"--account", demoAccount, "--password", demoPassword}
 				demoLoop(ctx, o, log.With("mac", o.clientMAC[i]), time.Duration(i)*1500*time.Millisecond, func(ctx context.Context, log *slog.Logger) error {
 					return runLogged(ctx, log, exec.CommandContext(ctx, "ip", args...))
 				})
@@ -204,7 +205,7 @@ func demoLoopback(ctx context.Context, o demoOptions, cio consoleIO) error {
 	c.DHCP.Mode = config.ModeOff
 	c.PXE.Policy = o.policy
 	if os.Geteuid() != 0 {
-		c.TFTP.Port, c.HTTP.Port = 6969, 8080 // unprivileged ports
+		c.TFTP.Port, c.HTTP.Port, c.RPC.EPMPort = 6969, 8080, 1135 // unprivileged ports
 	}
 	o.dataDir = dir
 	rt, err := demoRuntime(c, o)
@@ -218,7 +219,7 @@ func demoLoopback(ctx context.Context, o demoOptions, cio consoleIO) error {
 			cl := &demo.Client{
 				Arch: []uint16{0, 7}[i%2], LocalIP: net.IPv4(127, 0, 0, byte(10+i)), Server: net.IPv4(127, 0, 0, 1),
 				TFTPPort: c.TFTP.Port, HTTPPort: c.HTTP.Port, BootFile: []string{"undionly.kpxe", "ipxe.efi"}[i%2],
-				Rate: o.rate, MAC: mac,
+				Rate: o.rate, MAC: mac, Account: demoAccount, Password: demoPassword, EPMPort: c.RPC.EPMPort,
 			}
 			wg.Add(1)
 			go func() {
@@ -233,12 +234,21 @@ func demoLoopback(ctx context.Context, o demoOptions, cio consoleIO) error {
 	})
 }
 
-// demoRuntime writes the demo's boot files and resolves its configuration.
+// The demo's machines log on to the RPC service with this account.
+const demoAccount, demoPassword = "demo", "demo"
+
+// demoRuntime writes the demo's boot files and image store and resolves
+// its configuration.
 func demoRuntime(c config.Config, o demoOptions) (*config.Runtime, error) {
 	kernel, initrd, err := demo.WriteBootFiles(filepath.Join(o.dataDir, "boot"), o.kernelMiB, max(1, o.kernelMiB/2))
 	if err != nil {
 		return nil, err
 	}
+	c.ImagesDir = filepath.Join(o.dataDir, "images")
+	if err := writeDemoImages(c.ImagesDir); err != nil {
+		return nil, err
+	}
+	c.Accounts = []config.AccountConfig{{Name: demoAccount, Password: demoPassword}}
 	c.Boot.Kernel, c.Boot.Initrd = kernel, initrd
 	c.File = config.SavedFile(o.dataDir)
 	return c.Resolve(config.SystemInterfaces)
@@ -310,5 +320,28 @@ func newDemoClient() *cobra.Command {
 	cmd.Flags().StringVar(&c.Iface, "iface", "eth0", "interface")
 	cmd.Flags().Uint16Var(&c.Arch, "arch", 0, "PXE architecture (0 BIOS, 7 EFI x86-64)")
 	cmd.Flags().Int64Var(&c.Rate, "rate", 0, "bytes per second")
+	cmd.Flags().StringVar(&c.Account, "account", "", "log on to the RPC service as this account after booting")
+	cmd.Flags().StringVar(&c.Password, "password", "", "the account's password")
 	return cmd
+}
+
+// writeDemoImages puts two small raw images with manifests in dir, so the
+// machines have something to enumerate.
+func writeDemoImages(dir string) error {
+	for _, im := range []struct{ file, manifest string }{
+		{"ubuntu-demo.img", `{"name": "Ubuntu 24.04 (demo)", "description": "demo raw image", "arch": "amd64"}`},
+		{"Lab/win11-demo.img", `{"name": "Windows 11 (demo)", "description": "demo raw image", "arch": "amd64"}`},
+	} {
+		path := filepath.Join(dir, filepath.FromSlash(im.file))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		if err := os.WriteFile(path, make([]byte, 1<<20), 0o644); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		if err := os.WriteFile(path+".json", []byte(im.manifest), 0o644); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	return nil
 }

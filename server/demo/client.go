@@ -67,8 +67,18 @@ type Client struct {
 	// only. Namespace mode always uses Iface's address.
 	MAC net.HardwareAddr
 
+	// Account and Password, when set, make the machine act as the imaging
+	// agent after its boot: RPC through the endpoint mapper, an NTLM logon
+	// at packet privacy, LOG_INIT, LOG_MSG and IMG_ENUMERATE.
+	Account, Password string
+	// EPMPort is the endpoint mapper's port (0: 135).
+	EPMPort int
+
 	// scriptRetry overrides ScriptRetry (tests).
 	scriptRetry time.Duration
+	// What the boot learned: the server, the local address, the MAC.
+	bootServer, bootLocal net.IP
+	bootMAC               net.HardwareAddr
 }
 
 // Run boots the simulated machine once and returns nil when the kernel and
@@ -78,10 +88,16 @@ func (c *Client) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var err error
 	if c.Iface != "" {
-		return c.runNamespace(ctx, log)
+		err = c.runNamespace(ctx, log)
+	} else {
+		err = c.runLoopback(ctx, log)
 	}
-	return c.runLoopback(ctx, log)
+	if err != nil || c.Account == "" {
+		return err
+	}
+	return c.agent(ctx, log)
 }
 
 func (c *Client) tftpPort() int {
@@ -159,6 +175,7 @@ func (c *Client) boot(ctx context.Context, log *slog.Logger, local net.IP, scrip
 	if err != nil {
 		return fmt.Errorf("demo: script URL %q: %w", scriptURL, err)
 	}
+	c.bootServer, c.bootLocal, c.bootMAC = net.ParseIP(u.Hostname()), local, vars.MAC
 	if u.Query().Get("mac") == "" && len(vars.MAC) > 0 {
 		// As the chained scripts do: tell the server who asks.
 		q := u.Query()

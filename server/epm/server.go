@@ -161,7 +161,11 @@ func (m *Mapper) Lookup(ctx context.Context, req *epmv3.LookupRequest) (*epmv3.L
 		resp.EntryHandle = m.newCursor(end)
 	}
 	m.log().Debug("epm: lookup", "entries", len(resp.Entries), "port", m.Port, "proto", "tcp")
-	m.emit(ctx, tracker.KindDone, "endpoint lookup: listed "+itoa(len(resp.Entries))+" endpoints")
+	noun := " endpoints"
+	if len(resp.Entries) == 1 {
+		noun = " endpoint"
+	}
+	m.emit(ctx, tracker.KindDone, "endpoint lookup: listed "+itoa(len(resp.Entries))+noun)
 	return resp, nil
 }
 
