@@ -27,6 +27,10 @@ var stripStages = [...]struct {
 // maxHistory caps the events kept per client in the console.
 const maxHistory = 256
 
+// maxClients caps the clients the console keeps, as the tracker does; a
+// flood of made-up MACs cannot grow it without bound.
+const maxClients = tracker.DefaultMaxClients
+
 // transfer is a client's current (or last) download.
 type transfer struct {
 	Stage  tracker.Stage
@@ -90,8 +94,9 @@ func isTransfer(s tracker.Stage) bool {
 
 // clientSet is every client the console knows, in order of first sight.
 type clientSet struct {
-	byKey map[string]*client
-	order []*client
+	byKey   map[string]*client
+	order   []*client
+	renamed map[string]string // address-only keys merged into a MAC's
 }
 
 func newClientSet() *clientSet { return &clientSet{byKey: map[string]*client{}} }
@@ -102,6 +107,8 @@ func (cs *clientSet) apply(e tracker.Event) {
 	if e.Service() || e.MAC == "" && e.IP == "" {
 		return
 	}
+	// Everything but the times and numbers came off the network.
+	e.MAC, e.IP, e.Arch, e.File, e.Detail, e.Peer = sanitize(e.MAC), sanitize(e.IP), sanitize(e.Arch), sanitize(e.File), sanitize(e.Detail), sanitize(e.Peer)
 	key := e.MAC
 	if key == "" {
 		key = "ip:" + e.IP
@@ -111,12 +118,19 @@ func (cs *clientSet) apply(e tracker.Event) {
 		// Known by its address only until now (as the tracker does).
 		if old := cs.byKey["ip:"+e.IP]; old != nil {
 			delete(cs.byKey, old.Key)
+			if cs.renamed == nil {
+				cs.renamed = map[string]string{}
+			}
+			cs.renamed[old.Key] = key
 			old.Key, old.MAC = key, e.MAC
 			cs.byKey[key] = old
 			c = old
 		}
 	}
 	if c == nil {
+		if len(cs.order) >= maxClients {
+			cs.evict()
+		}
 		c = &client{Key: key, MAC: e.MAC, FirstSeen: e.Time, Complete: map[tracker.Stage]bool{}}
 		cs.byKey[key] = c
 		cs.order = append(cs.order, c)
@@ -286,4 +300,34 @@ func (cs *clientSet) syncPending(pending []Pending) {
 			c.Pending = false
 		}
 	}
+}
+
+// evict drops the least recently seen eighth of the clients.
+func (cs *clientSet) evict() {
+	byAge := append([]*client(nil), cs.order...)
+	sort.Slice(byAge, func(i, j int) bool { return byAge[i].LastSeen.Before(byAge[j].LastSeen) })
+	gone := map[*client]bool{}
+	for _, c := range byAge[:max(1, len(byAge)/8)] {
+		gone[c] = true
+		delete(cs.byKey, c.Key)
+	}
+	kept := cs.order[:0]
+	for _, c := range cs.order {
+		if !gone[c] {
+			kept = append(kept, c)
+		}
+	}
+	cs.order = kept
+}
+
+// current follows a key through merges to the key it has now.
+func (cs *clientSet) current(key string) string {
+	for range 4 {
+		next, ok := cs.renamed[key]
+		if !ok {
+			break
+		}
+		key = next
+	}
+	return key
 }

@@ -88,3 +88,32 @@ func block(s string, w, h int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// sanitize makes text from the network safe to draw: control characters
+// (C0, DEL, C1; ESC among them) become \xNN, so a file name or a log line
+// can neither move the cursor nor talk to the terminal.
+func sanitize(s string) string {
+	clean := true
+	for _, r := range s {
+		if isControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			fmt.Fprintf(&b, `\x%02x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f)
+}

@@ -50,7 +50,7 @@ func (b *LogBuffer) Enabled(_ context.Context, l slog.Level) bool {
 
 // Handle implements slog.Handler.
 func (b *LogBuffer) Handle(_ context.Context, r slog.Record) error {
-	line := LogLine{Time: r.Time, Level: r.Level, Msg: r.Message}
+	line := LogLine{Time: r.Time, Level: r.Level, Msg: sanitize(r.Message)}
 	var sb strings.Builder
 	add := func(a slog.Attr) {
 		if a.Equal(slog.Attr{}) {
@@ -61,15 +61,15 @@ func (b *LogBuffer) Handle(_ context.Context, r slog.Record) error {
 			key = b.group + "." + key
 		}
 		if key == "mac" {
-			line.MAC = a.Value.String()
+			line.MAC = sanitize(a.Value.String())
 		}
 		if sb.Len() > 0 {
 			sb.WriteByte(' ')
 		}
 		sb.WriteString(key)
 		sb.WriteByte('=')
-		v := a.Value.Resolve().String()
-		if strings.ContainsAny(v, " \t\"") {
+		v := sanitize(a.Value.Resolve().String())
+		if strings.ContainsAny(v, " \"") {
 			v = `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`
 		}
 		sb.WriteString(v)

@@ -66,6 +66,10 @@ type (
 		snap   Snapshot
 		events []tracker.Event
 		logs   []LogLine
+		// settled: no action was queued or running when the snapshot
+		// was asked for, and done actions had completed by then.
+		settled bool
+		done    int
 	}
 	// actionMsg reports what an operator action did.
 	actionMsg struct {
@@ -97,8 +101,9 @@ type Model struct {
 	screen   screen
 	snap     Snapshot
 	clients  *clientSet
-	sel      int // selected client
-	top      int // first visible client row
+	sel      int    // selected client's row
+	selKey   string // and its key
+	top      int    // first visible client row
 	detail   string
 	detailVP viewport.Model
 
@@ -108,19 +113,23 @@ type Model struct {
 	editing    bool
 	rangeInput textinput.Model
 
-	logs      []LogLine
-	logLevel  slog.Level
-	logVP     viewport.Model
-	logFollow bool
+	logs        []LogLine
+	logsTrimmed int // times m.logs was trimmed (invalidates logView)
+	logView     logView
+	logLevel    slog.Level
+	logVP       viewport.Model
+	logFollow   bool
 
-	help      help.Model
-	bar       progress.Model
-	status    string
-	statusErr bool
-	quitting  bool
-	dropped   int64
-	busy      bool     // an action is running
-	queue     []action // actions waiting for it
+	help        help.Model
+	bar         progress.Model
+	status      string
+	statusErr   bool
+	quitting    bool
+	dropped     int64
+	busy        bool // an action is running
+	actionsDone int  // actions completed
+	want        wanted
+	queue       []action // actions waiting for it
 }
 
 // New returns a console on be.
@@ -179,9 +188,28 @@ func (m *Model) Init() tea.Cmd { return m.refresh() }
 
 // refresh drains the backend; it runs as a command, off the UI loop.
 func (m *Model) refresh() tea.Cmd {
-	be := m.be
+	be, settled, done := m.be, !m.busy, m.actionsDone
 	return func() tea.Msg {
-		return refreshMsg{snap: be.Snapshot(), events: be.Events(), logs: be.Logs()}
+		return refreshMsg{snap: be.Snapshot(), events: be.Events(), logs: be.Logs(), settled: settled, done: done}
+	}
+}
+
+// wanted is what the operator just set and the backend may not show yet:
+// kept over snapshots until one is taken after the actions completed.
+type wanted struct {
+	authz        *bool
+	mode, policy *string
+}
+
+func (w wanted) apply(s *Snapshot) {
+	if w.authz != nil {
+		s.Authorization = *w.authz
+	}
+	if w.mode != nil {
+		s.DHCPMode = *w.mode
+	}
+	if w.policy != nil {
+		s.Policy = *w.policy
 	}
 }
 
@@ -227,6 +255,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.fold(msg)
 		return m, m.tick()
 	case actionMsg:
+		m.actionsDone++
 		m.statusErr = msg.err != nil
 		switch {
 		case msg.err != nil:
@@ -251,6 +280,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 // fold takes in one refresh.
 func (m *Model) fold(r refreshMsg) {
+	if r.settled && r.done == m.actionsDone && !m.busy {
+		m.want = wanted{}
+	}
+	m.want.apply(&r.snap)
 	m.snap = r.snap
 	updateRates(m.recent, r.snap.Ports, r.snap.At)
 	for _, e := range r.events {
@@ -263,8 +296,21 @@ func (m *Model) fold(r refreshMsg) {
 	m.clients.syncPending(r.snap.Pending)
 	if len(r.logs) > 0 {
 		m.logs = append(m.logs, r.logs...)
-		if len(m.logs) > maxLogLines {
+		if len(m.logs) > maxLogLines+maxLogLines/4 {
+			// Trim in steps, so that the rendered pane is rebuilt rarely.
 			m.logs = append(m.logs[:0:0], m.logs[len(m.logs)-maxLogLines:]...)
+			m.logsTrimmed++
+		}
+	}
+	// The selection and the open detail follow their client, wherever
+	// new clients sort in and whatever key it has now.
+	m.detail = m.clients.current(m.detail)
+	if m.selKey != "" {
+		m.selKey = m.clients.current(m.selKey)
+		for i, c := range m.clients.sorted() {
+			if c.Key == m.selKey {
+				m.sel = i
+			}
 		}
 	}
 	if n := len(m.clients.order); m.sel >= n {
@@ -408,6 +454,11 @@ func (m *Model) setScreen(s screen) {
 
 func (m *Model) keyClients(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	list := m.clients.sorted()
+	defer func() {
+		if m.sel < len(list) {
+			m.selKey = list[m.sel].Key
+		}
+	}()
 	switch {
 	case key.Matches(k, m.keys.Up):
 		m.sel = max(0, m.sel-1)
@@ -425,8 +476,17 @@ func (m *Model) keyClients(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.layout()
 		}
 	case key.Matches(k, m.keys.Approve), key.Matches(k, m.keys.Deny):
-		if m.sel < len(list) && list[m.sel].MAC != "" {
-			return m, m.decide(list[m.sel].MAC, key.Matches(k, m.keys.Approve))
+		if m.sel >= len(list) {
+			return m, nil
+		}
+		c := list[m.sel]
+		switch {
+		case c.MAC == "":
+			m.status, m.statusErr = "this client has no MAC yet: nothing to approve", true
+		case !c.Pending && !c.Denied && m.snap.Policy == "all":
+			m.status, m.statusErr = c.MAC+" is not waiting for approval (policy all)", true
+		default:
+			return m, m.decide(c.MAC, key.Matches(k, m.keys.Approve))
 		}
 	}
 	return m, nil
@@ -471,7 +531,8 @@ func (m *Model) decide(mac string, approve bool) tea.Cmd {
 
 func (m *Model) toggleAuthz() tea.Cmd {
 	be, on := m.be, !m.snap.Authorization
-	m.snap.Authorization = on // shown at once; the next refresh confirms
+	m.snap.Authorization = on // shown at once; a later refresh confirms
+	m.want.authz = &on
 	return m.act(func() (string, error) {
 		if err := be.SetAuthorization(on); err != nil {
 			return "", fmt.Errorf("authorization unchanged: %w", err)
@@ -498,6 +559,7 @@ func nextOf(list []string, cur string) string {
 func (m *Model) nextMode() tea.Cmd {
 	be, mode := m.be, nextOf(dhcpModes[:], m.snap.DHCPMode)
 	m.snap.DHCPMode = mode
+	m.want.mode = &mode
 	return m.act(func() (string, error) {
 		if err := be.SetDHCPMode(mode); err != nil {
 			return "", fmt.Errorf("DHCP mode unchanged: %w", err)
@@ -509,6 +571,7 @@ func (m *Model) nextMode() tea.Cmd {
 func (m *Model) nextPolicy() tea.Cmd {
 	be, p := m.be, nextOf(policies[:], m.snap.Policy)
 	m.snap.Policy = p
+	m.want.policy = &p
 	return m.act(func() (string, error) {
 		if err := be.SetPolicy(p); err != nil {
 			return "", fmt.Errorf("PXE policy unchanged: %w", err)

@@ -358,3 +358,54 @@ func TestHeldIsNotDenied(t *testing.T) {
 		t.Fatalf("listed as pending again: pending %v denied %v", c.Pending, c.Denied)
 	}
 }
+
+// TestQuickKeysFollowEachOther: two m presses in a row go authoritative ->
+// proxy -> off even when a snapshot taken before the first action lands
+// in between.
+func TestQuickKeysFollowEachOther(t *testing.T) {
+	be := scripted()
+	runUntil(t, be, 80, 24, "DHCP mode is now off", keys("m"), keys("m"))
+	if got := strings.Join(be.Calls(), ", "); got != "mode proxy, mode off" {
+		t.Fatalf("calls = %q", got)
+	}
+}
+
+// TestNetworkTextIsDefanged: a file name with terminal escapes from a TFTP
+// request is drawn as text, and the row keeps its width.
+func TestNetworkTextIsDefanged(t *testing.T) {
+	m := New(scripted(), plain())
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	evil := "boot\x1b]52;c;aGk=\x07\x1b[2J\tX"
+	m.Update(refreshMsg{snap: Snapshot{At: at(100)}, events: []tracker.Event{{Time: at(0), MAC: "02:00:00:00:00:01", IP: "198.18.0.5", Stage: tracker.StageTFTP, Event: tracker.KindError, File: evil, Detail: "\x1b[31mred"}}})
+	v := m.View()
+	if strings.ContainsAny(v, "\x1b\x07\t") {
+		t.Fatalf("control characters reached the screen: %q", v)
+	}
+	if !strings.Contains(v, `\x1b`) {
+		t.Errorf("escaped text not shown")
+	}
+	for _, l := range strings.Split(v, "\n") {
+		if lipgloss.Width(l) > 120 {
+			t.Errorf("line too wide: %q", l)
+		}
+	}
+	b := NewLogBuffer(nil, 10)
+	slogNew(b).Info("x\x1b[2Jy", "file", "a\x1bb")
+	lines, _ := b.Drain()
+	if strings.ContainsRune(lines[0].Msg+lines[0].Attrs, 0x1b) {
+		t.Fatalf("log line keeps escapes: %+v", lines[0])
+	}
+}
+
+func TestClientCap(t *testing.T) {
+	cs := newClientSet()
+	for i := range maxClients + 10 {
+		cs.apply(tracker.Event{Time: at(i), MAC: fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff), Stage: tracker.StageDHCP, Event: tracker.KindStart})
+	}
+	if n := len(cs.order); n > maxClients || n != len(cs.byKey) {
+		t.Fatalf("%d clients kept (%d by key), cap %d", n, len(cs.byKey), maxClients)
+	}
+	if cs.byKey["02:00:00:00:00:00"] != nil {
+		t.Errorf("the oldest client survived eviction")
+	}
+}

@@ -23,19 +23,29 @@ func (m *Model) logLine(l LogLine) string {
 	return s
 }
 
+// logView keeps the log pane's rendered lines, so a refresh renders only
+// the lines that arrived since the last one.
+type logView struct {
+	lines []string   // rendered lines at level and width
+	level slog.Level // what lines was built for
+	width int
+	upTo  int // how many of Model.logs went into lines
+	base  int // Model.logs trimmed so far (to follow trimming)
+}
+
 // logContent is the log pane's text at the current level filter.
 func (m *Model) logContent() string {
-	var b strings.Builder
-	for _, l := range m.logs {
-		if l.Level < m.logLevel {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(clip(m.logLine(l), m.width))
+	v := &m.logView
+	if v.level != m.logLevel || v.width != m.width || v.base != m.logsTrimmed || v.upTo > len(m.logs) {
+		*v = logView{level: m.logLevel, width: m.width, base: m.logsTrimmed}
 	}
-	return b.String()
+	for _, l := range m.logs[v.upTo:] {
+		if l.Level >= m.logLevel {
+			v.lines = append(v.lines, clip(m.logLine(l), m.width))
+		}
+	}
+	v.upTo = len(m.logs)
+	return strings.Join(v.lines, "\n")
 }
 
 func (m *Model) viewLogs(h int) string {

@@ -99,7 +99,7 @@ func (m *Model) viewPorts(h int) string {
 		if used >= h {
 			break
 		}
-		if i == h-used-1 && i < len(m.snap.Sessions)-1 {
+		if used == h-1 && i < len(m.snap.Sessions)-1 {
 			b.WriteString("\n" + m.st.Muted.Render(fmt.Sprintf("  … and %d more", len(m.snap.Sessions)-i)))
 			break
 		}
