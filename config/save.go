@@ -28,7 +28,13 @@ func Save(path string, settings map[string]any) error {
 			return fmt.Errorf("config: save: %s is not YAML: %w", path, err)
 		}
 	}
-	if doc.Kind == 0 {
+	var prefix []byte
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		// Empty, or only comments: keep those lines above the new keys.
+		prefix = old
+		if len(prefix) > 0 && prefix[len(prefix)-1] != '\n' {
+			prefix = append(prefix, '\n')
+		}
 		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode}}}
 	}
 	root := doc.Content[0]
@@ -50,6 +56,7 @@ func Save(path string, settings map[string]any) error {
 		}
 	}
 	var buf bytes.Buffer
+	buf.Write(prefix)
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
@@ -62,7 +69,8 @@ func Save(path string, settings map[string]any) error {
 // setPath sets path under mapping m to val, creating mappings on the way.
 func setPath(m *yaml.Node, path []string, val *yaml.Node) error {
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value != path[0] {
+		// Keys match without case, as the loader reads them.
+		if !strings.EqualFold(m.Content[i].Value, path[0]) {
 			continue
 		}
 		if len(path) == 1 {

@@ -120,3 +120,23 @@ func TestAccounts(t *testing.T) {
 		t.Fatalf("rpc.port equal to the endpoint mapper: %v", err)
 	}
 }
+
+func TestSaveCommentsOnlyAndCase(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("# only a comment\n"), 0o644)
+	if err := Save(path, map[string]any{"udp_range": "50000-50010"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "# only a comment") || !strings.Contains(string(b), "udp_range: 50000-50010") {
+		t.Fatalf("comments-only file saved as %q", b)
+	}
+	os.WriteFile(path, []byte("DHCP:\n  Mode: proxy\n"), 0o644)
+	if err := Save(path, map[string]any{"dhcp.mode": "off"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if strings.Count(strings.ToLower(string(b)), "dhcp:") != 1 || !strings.Contains(string(b), "Mode: \"off\"") && !strings.Contains(string(b), "Mode: off") {
+		t.Fatalf("upper-case section saved as %q", b)
+	}
+}

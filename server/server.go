@@ -374,7 +374,10 @@ func (o *Orchestrator) serveDHCP() error {
 			return nil
 		default:
 		}
-		return o.dhcp.Serve(context.Background())
+		if err := o.dhcp.Serve(context.Background()); err != nil && !errors.Is(err, dhcp.ErrServerClosed) {
+			return err
+		}
+		return nil
 	case <-o.stopped:
 		return nil
 	}
@@ -382,6 +385,9 @@ func (o *Orchestrator) serveDHCP() error {
 
 func (o *Orchestrator) shutdownDHCP(ctx context.Context) error {
 	o.stopOnce.Do(func() { close(o.stopped) })
+	// A switch in progress finishes first, so sockets it opens are closed.
+	o.switchMu.Lock()
+	defer o.switchMu.Unlock()
 	o.dhcpMu.Lock()
 	live := o.dhcpLive
 	o.dhcpMu.Unlock()

@@ -87,11 +87,18 @@ func console(parent context.Context, rt *config.Runtime, cio consoleIO, started 
 	log.Info("netdeploy serving", "interface", rt.Iface.Name, "ip", rt.ServerIP, "dhcp", rt.DHCP.Mode,
 		"udp_range", rt.Range.String(), "http_port", rt.HTTP.Port, "policy", string(rt.Policy), "log", logPath)
 	be := &consoleBackend{o: o, sub: sub, logs: buf, started: time.Now(), file: rt.File}
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	startedDone := make(chan struct{})
+	if started == nil {
+		close(startedDone)
+	}
 	err = runServices(ctx, o, log, func(ctx context.Context) error {
 		if started != nil {
-			go started(ctx, log)
+			go func() {
+				defer close(startedDone)
+				started(ctx, log)
+			}()
 		}
 		p := tea.NewProgram(tui.New(be, tui.Options{}), tea.WithAltScreen(), tea.WithContext(ctx),
 			tea.WithInput(cio.in), tea.WithOutput(cio.out))
@@ -101,6 +108,13 @@ func console(parent context.Context, rt *config.Runtime, cio consoleIO, started 
 		}
 		return err
 	})
+	// What started runs on ctx, which has ended: let it finish before the
+	// log file closes.
+	select {
+	case <-startedDone:
+	case <-time.After(5 * time.Second):
+		log.Warn("demo clients still running at exit")
+	}
 	if err != nil {
 		return err
 	}

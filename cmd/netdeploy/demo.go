@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
 	"github.com/netdeploy/netdeploy/config"
@@ -120,6 +121,12 @@ func demoLab(ctx context.Context, o demoOptions, cio consoleIO) error {
 	for _, h := range lab.Clients {
 		args = append(args, "--client-ns", h.NS, "--client-mac", h.MAC.String())
 	}
+	// If the child dies without restoring the terminal (killed), this
+	// process puts it back.
+	var saved *term.State
+	if f, ok := cio.in.(interface{ Fd() uintptr }); ok {
+		saved, _ = term.GetState(f.Fd())
+	}
 	child := exec.Command("ip", args...)
 	child.Stdin, child.Stdout, child.Stderr = cio.in, cio.out, cio.errOut
 	// The child owns the terminal; this process only waits, passes
@@ -141,6 +148,13 @@ func demoLab(ctx context.Context, o demoOptions, cio consoleIO) error {
 		case err := <-done:
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					if f, ok := cio.in.(interface{ Fd() uintptr }); ok && saved != nil {
+						term.Restore(f.Fd(), saved)
+					}
+					fmt.Fprint(cio.out, "\x1b[?1049l\x1b[?25h") // leave the alternate screen, show the cursor
+					return fmt.Errorf("demo: the console was killed by %s", ws.Signal())
+				}
 				return exitCodeError{code: ee.ExitCode()}
 			}
 			return err

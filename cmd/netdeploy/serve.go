@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -68,7 +70,7 @@ func serve(parent context.Context, rt *config.Runtime, log *slog.Logger, out io.
 		"authorization", rt.DHCP.Authorization, "udp_range", rt.Range.String(), "http_port", rt.HTTP.Port,
 		"pool", poolString(rt), "policy", string(rt.Policy))
 
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	streamStop, streamDone := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -107,14 +109,27 @@ func runServices(ctx context.Context, o *server.Orchestrator, log *slog.Logger, 
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("stopping", "reason", context.Cause(gctx))
+		// Every service gets the same 10 s, in parallel; one that runs
+		// out of time is closed hard, which is logged, not an error.
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		var errs []error
-		for _, s := range services {
-			if err := s.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
-				errs = append(errs, err)
-			}
+		errs := make([]error, len(services))
+		var wg sync.WaitGroup
+		for i, s := range services {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.Shutdown(sctx)
+				switch {
+				case err == nil, errors.Is(err, context.Canceled):
+				case errors.Is(err, context.DeadlineExceeded):
+					log.Warn("service closed before its transfers ended", "service", s.Name)
+				default:
+					errs[i] = fmt.Errorf("%s: %w", s.Name, err)
+				}
+			}()
 		}
+		wg.Wait()
 		return errors.Join(errs...)
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, errFrontEndDone) {
