@@ -64,7 +64,9 @@ type pendingCall struct {
 	ctxID  uint16
 	opnum  uint16
 	object *[uuidLen]byte
-	stub   []byte
+	hint   int    // alloc_hint of the first fragment
+	stub   []byte // reassembled so far
+	held   int64  // bytes of stub counted against the server's budget
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -90,6 +92,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 
 // serve reads and answers PDUs until the connection ends.
 func (c *conn) serve() {
+	defer c.dropCall()
 	timeout := c.srv.handshakeTimeout()
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(timeout))
@@ -183,7 +186,7 @@ func (c *conn) handle(h header, frag []byte) bool {
 		// The client abandons a call ([MS-RPCE] 3.3.1.5.10): drop what
 		// was received and keep the connection.
 		if c.call != nil && c.call.id == h.callID {
-			c.call = nil
+			c.dropCall()
 		}
 		return true
 	}
@@ -231,7 +234,9 @@ func (c *conn) handleBind(h header, frag []byte) bool {
 			return nak(reasonInvalidChecksum)
 		}
 		c.sec = sc
-		out = &authOut{authType: sc.authType, level: sc.level, ctxID: sc.ctxID, token: tok}
+		if len(tok) > 0 {
+			out = &authOut{authType: sc.authType, level: sc.level, ctxID: sc.ctxID, token: tok}
+		}
 	}
 	c.maxXmit = min(max(int(min(b.maxXmit, b.maxRecv)), mustRecvFragSize), c.srv.maxFrag())
 	c.assoc = b.assocGroup
@@ -453,13 +458,8 @@ func (c *conn) handleRequest(h header, frag []byte) bool {
 			c.log.Info("dcerpc request too large", "alloc_hint", r.allocHint, "max", maxCall)
 			return c.failCall(h, r, StatusAccessDenied)
 		}
-		c.call = &pendingCall{
-			id:     h.callID,
-			ctxID:  r.ctxID,
-			opnum:  r.opnum,
-			object: r.object,
-			stub:   make([]byte, 0, min(max(int(r.allocHint), len(stub)), maxCall, initialCallBuf)),
-		}
+		c.dropCall()
+		c.call = &pendingCall{id: h.callID, ctxID: r.ctxID, opnum: r.opnum, object: r.object, hint: int(r.allocHint)}
 	} else if c.call == nil || c.call.id != h.callID {
 		c.log.Info("dcerpc request fragment of no call; closing connection", "call_id", h.callID)
 		return false
@@ -468,19 +468,57 @@ func (c *conn) handleRequest(h header, frag []byte) bool {
 		c.log.Info("dcerpc request too large", "max", maxCall)
 		return c.failCall(h, r, StatusAccessDenied)
 	}
-	c.call.stub = append(c.call.stub, stub...)
+	if !c.appendStub(stub, maxCall) {
+		c.log.Warn("dcerpc requests in reassembly exceed their memory budget", "budget", c.srv.maxPending())
+		return c.failCall(h, r, StatusServerTooBusy)
+	}
 	if !last {
 		return true
 	}
 	call := c.call
 	c.call = nil
+	defer c.srv.pending.Add(-call.held)
 	return c.dispatch(h, call)
+}
+
+// appendStub adds a fragment's stub to the call being reassembled,
+// growing its buffer within the server-wide reassembly budget. The first
+// allocation follows alloc_hint, capped.
+func (c *conn) appendStub(stub []byte, maxCall int) bool {
+	call := c.call
+	need := len(call.stub) + len(stub)
+	if need > cap(call.stub) {
+		newCap := max(need, 2*cap(call.stub))
+		if call.stub == nil {
+			newCap = max(need, min(call.hint, initialCallBuf))
+		}
+		newCap = min(newCap, maxCall)
+		delta := int64(newCap - cap(call.stub))
+		if c.srv.pending.Add(delta) > c.srv.maxPending() {
+			c.srv.pending.Add(-delta)
+			return false
+		}
+		call.held += delta
+		grown := make([]byte, len(call.stub), newCap)
+		copy(grown, call.stub)
+		call.stub = grown
+	}
+	call.stub = append(call.stub, stub...)
+	return true
+}
+
+// dropCall forgets the call being reassembled.
+func (c *conn) dropCall() {
+	if c.call != nil {
+		c.srv.pending.Add(-c.call.held)
+		c.call = nil
+	}
 }
 
 // failCall faults a request and drops its remaining fragments.
 func (c *conn) failCall(h header, r *requestPDU, status uint32) bool {
 	if c.call != nil && c.call.id == h.callID {
-		c.call = nil
+		c.dropCall()
 	}
 	if h.flags&pfcLastFrag == 0 {
 		c.discarding, c.discardID = true, h.callID

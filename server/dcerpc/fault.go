@@ -10,13 +10,12 @@ import (
 // Fault statuses the runtime sends (C706 appendix E, [MS-RPCE] 2.2.2.7,
 // [MS-ERREF] 2.2).
 const (
-	StatusAccessDenied   uint32 = 0x00000005 // ERROR_ACCESS_DENIED: authentication failed or required
-	StatusBadStubData    uint32 = 0x000006f7 // RPC_X_BAD_STUB_DATA: the request did not unmarshal
-	StatusOpRangeError   uint32 = 0x1c010002 // nca_s_op_rng_error: unknown opnum
-	StatusUnknownIf      uint32 = 0x1c010003 // nca_s_unk_if: unknown presentation context
-	StatusProtoError     uint32 = 0x1c01000b // nca_s_proto_error
-	StatusFaultUnspec    uint32 = 0x1c000012 // nca_s_fault_unspec: the handler failed
-	StatusRemoteNoMemory uint32 = 0x1c00001b // nca_s_fault_remote_no_memory
+	StatusAccessDenied  uint32 = 0x00000005 // ERROR_ACCESS_DENIED: authentication failed or required
+	StatusBadStubData   uint32 = 0x000006f7 // RPC_X_BAD_STUB_DATA: the request did not unmarshal
+	StatusOpRangeError  uint32 = 0x1c010002 // nca_s_op_rng_error: unknown opnum
+	StatusUnknownIf     uint32 = 0x1c010003 // nca_s_unk_if: unknown presentation context
+	StatusFaultUnspec   uint32 = 0x1c000012 // nca_s_fault_unspec: the handler failed
+	StatusServerTooBusy uint32 = 0x1c010014 // nca_s_server_too_busy: reassembly memory exhausted
 )
 
 // Fault is an error a handler returns to make the call fail with a

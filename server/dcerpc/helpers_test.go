@@ -212,11 +212,10 @@ func (p *recordingProxy) pipePDUs(from, to net.Conn) {
 	defer to.Close()
 	var buf []byte
 	for {
-		h, pdu, err := readPDU(from, &buf, 0xffff)
+		_, pdu, err := readPDU(from, &buf, 0xffff)
 		if err != nil {
 			return
 		}
-		_ = h
 		p.mutate(pdu)
 		p.mu.Lock()
 		p.up.Write(pdu)

@@ -9,7 +9,7 @@ import (
 	msdcerpc "github.com/oiweiwei/go-msrpc/dcerpc"
 )
 
-// PDU types (C706 12.6.4, [MS-RPCE] 2.2.2.2).
+// PDU types (C706 12.6.4).
 const (
 	ptypeRequest          uint8 = 0
 	ptypeResponse         uint8 = 2
@@ -25,7 +25,7 @@ const (
 	ptypeOrphaned         uint8 = 19
 )
 
-// pfc_flags (C706 12.6.3.1, [MS-RPCE] 2.2.2.3).
+// pfc_flags (C706 12.6.3.1; PFC_SUPPORT_HEADER_SIGN from [MS-RPCE]).
 const (
 	pfcFirstFrag         uint8 = 0x01
 	pfcLastFrag          uint8 = 0x02
@@ -50,7 +50,7 @@ const (
 )
 
 // Results and reasons of presentation context negotiation (C706 12.6.3.1,
-// [MS-RPCE] 2.2.2.4, 2.2.2.5).
+// [MS-RPCE] 2.2.2.5, 3.3.1.5.3).
 const (
 	resultAcceptance        uint16 = 0
 	resultProviderRejection uint16 = 2
@@ -113,7 +113,7 @@ func toSyntax(s *msdcerpc.SyntaxID) syntaxID {
 }
 
 var (
-	// NDR 2.0, 8a885d04-1ceb-11c9-9fe8-08002b104860 v2 (C706 appendix I).
+	// NDR 2.0, 8a885d04-1ceb-11c9-9fe8-08002b104860 v2 (C706 14).
 	syntaxNDR20 = toSyntax(msdcerpc.TransferNDRSyntaxV2_0)
 	// The prefix 6cb71c2c-9812-4540 of bind time feature negotiation
 	// ([MS-RPCE] 3.3.1.5.3), in wire order.
@@ -169,9 +169,9 @@ func parseHeader(b []byte, maxFrag int) (header, error) {
 	if h.authLen != 0 && headerLen+secTrailerLen+int(h.authLen) > int(h.fragLen) {
 		return h, fmt.Errorf("%w: auth_length %d does not fit frag_length %d", errMalformed, h.authLen, h.fragLen)
 	}
-	// Integer representation little-endian, characters ASCII, floating
-	// point IEEE ([MS-RPCE] 2.2.2.1 allows only these on the wire from
-	// Windows; big-endian peers are refused).
+	// The format label (C706 14.1): integers little-endian, characters
+	// ASCII, floating point IEEE, as Windows sends; other
+	// representations are refused.
 	if h.drep[0] != 0x10 || h.drep[1] != 0 {
 		return h, fmt.Errorf("%w %x", errDataRep, h.drep[:2])
 	}

@@ -14,8 +14,8 @@ import (
 
 	msdcerpc "github.com/oiweiwei/go-msrpc/dcerpc"
 	"github.com/oiweiwei/go-msrpc/midl/uuid"
-	"github.com/oiweiwei/go-msrpc/ndr"
 	wdsrpcinterface "github.com/oiweiwei/go-msrpc/msrpc/wdsc/wdsrpcinterface/v1"
+	"github.com/oiweiwei/go-msrpc/ndr"
 
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
@@ -39,9 +39,9 @@ func featureSyntax(bits uint8) syntaxID {
 // rawOp is an operation whose response stub is given bytes.
 type rawOp struct{ resp []byte }
 
-func (rawOp) OpNum() int                                         { return 0 }
-func (rawOp) OpName() string                                     { return "raw" }
-func (rawOp) MarshalNDRRequest(context.Context, ndr.Writer) error  { return nil }
+func (rawOp) OpNum() int                                            { return 0 }
+func (rawOp) OpName() string                                        { return "raw" }
+func (rawOp) MarshalNDRRequest(context.Context, ndr.Writer) error   { return nil }
 func (rawOp) UnmarshalNDRRequest(context.Context, ndr.Reader) error { return nil }
 func (o rawOp) MarshalNDRResponse(_ context.Context, w ndr.Writer) error {
 	_, err := w.Write(o.resp)
@@ -169,7 +169,23 @@ func (r *rawClient) recv() (header, []byte) {
 
 func (r *rawClient) tryRecv(d time.Duration) (header, []byte, error) {
 	r.c.SetReadDeadline(time.Now().Add(d))
-	return readPDU(r.c, &r.buf, 0xffff)
+	return readPDU(r.c, &r.buf, 8192)
+}
+
+// response reads the fragments of a response and returns its stub.
+func (r *rawClient) response() []byte {
+	r.t.Helper()
+	var stub []byte
+	for {
+		h, frag := r.recv()
+		if h.ptype != ptypeResponse {
+			r.t.Fatalf("PDU type %d, want a response", h.ptype)
+		}
+		stub = append(stub, frag[requestHeaderLen:]...)
+		if h.flags&pfcLastFrag != 0 {
+			return stub
+		}
+	}
 }
 
 // expectClosed checks that the server closes the connection within d
@@ -418,7 +434,7 @@ func TestRawRequestFeatures(t *testing.T) {
 
 	// Fragmented request, with a verification trailer at the end.
 	trailer := append(verificationTrailerSignature[:], 0x01, 0x40, 4, 0, 1, 0, 0, 0) // bitmask command, END
-	stub := append([]byte("0123456789abcdefXYZ"), 0)                                // pad to 4
+	stub := append([]byte("0123456789abcdefXYZ"), 0)                                 // pad to 4
 	full := append(bytes.Clone(stub), trailer...)
 	rc.send(buildRequest(2, pfcFirstFrag, 0, 0, uint32(len(full)), nil, full[:7]))
 	rc.send(buildRequest(2, 0, 0, 0, uint32(len(full)-7), nil, full[7:20]))
@@ -601,4 +617,41 @@ func TestRawPort(t *testing.T) {
 	if _, err := strconv.Atoi(port); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRawReassemblyBudget checks requests in reassembly on all
+// connections share a memory budget.
+func TestRawReassemblyBudget(t *testing.T) {
+	s := &Server{budget: 64 << 10, MaxCallSize: 48 << 10}
+	addr := rawServer(t, s)
+	a, b := rawDial(t, addr), rawDial(t, addr)
+	bindRaw(t, a)
+	bindRaw(t, b)
+	chunk := bytes.Repeat([]byte{7}, 4000)
+	a.send(buildRequest(1, pfcFirstFrag, 0, 0, 40000, nil, chunk))
+	waitFor(t, time.Second, "first call held", func() bool { return s.pending.Load() == 40000 })
+	b.send(buildRequest(1, pfcFirstFrag, 0, 0, 40000, nil, chunk))
+	h, frag := b.recv()
+	if st := faultStatusOf(t, h, frag); st != StatusServerTooBusy {
+		t.Errorf("second large call: status 0x%08x, want server too busy", st)
+	}
+	b.send(buildRequest(1, pfcLastFrag, 0, 0, 0, nil, chunk))
+	if n := s.pending.Load(); n != 40000 {
+		t.Errorf("%d bytes held, want 40000", n)
+	}
+	a.send(buildRequest(1, pfcLastFrag, 0, 0, 0, nil, chunk))
+	if stub := a.response(); !bytes.Equal(stub, append(bytes.Clone(chunk), chunk...)) {
+		t.Fatalf("first call: %d bytes back", len(stub))
+	}
+	waitFor(t, time.Second, "budget released", func() bool { return s.pending.Load() == 0 })
+	b.send(buildRequest(2, pfcFirstFrag, 0, 0, 40000, nil, chunk))
+	b.send(buildRequest(2, pfcLastFrag, 0, 0, 0, nil, chunk))
+	if h, _ := b.recv(); h.ptype != ptypeResponse {
+		t.Errorf("call after the budget freed: type %d", h.ptype)
+	}
+	// A connection that ends mid-call gives its share back.
+	a.send(buildRequest(3, pfcFirstFrag, 0, 0, 40000, nil, chunk))
+	waitFor(t, time.Second, "budget held", func() bool { return s.pending.Load() == 40000 })
+	a.c.Close()
+	waitFor(t, time.Second, "budget released on close", func() bool { return s.pending.Load() == 0 })
 }

@@ -21,12 +21,16 @@ import (
 const (
 	DefaultMaxConns         = 256
 	DefaultMaxFrag          = 5840
-	DefaultMaxCallSize      = 4 << 20 // [MS-RPCE] 3.3.3.5.1: 4 MB of stub per request
+	DefaultMaxCallSize      = 4 << 20 // [MS-RPCE]: a request carries at most 4 MB of stub
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultLogonLimit       = 5
 	DefaultLogonBlock       = 5 * time.Minute
 	DefaultComputerName     = "NETDEPLOY"
+
+	// reassemblyBudget bounds the memory of all requests being
+	// reassembled together (MaxCallSize if that is larger).
+	reassemblyBudget = 64 << 20
 )
 
 // Interface is an RPC interface the server exports.
@@ -70,7 +74,10 @@ type Server struct {
 	// negotiate it down, never below 1432). 0: DefaultMaxFrag.
 	MaxFrag int
 	// MaxCallSize is the largest reassembled request stub; larger calls
-	// fail with access denied ([MS-RPCE] 3.3.3.5.1). 0: DefaultMaxCallSize.
+	// fail with access denied, as [MS-RPCE] has it. 0: DefaultMaxCallSize.
+	// The requests being reassembled on all connections share 64 MiB (or
+	// MaxCallSize if larger); beyond it calls fail with
+	// nca_s_server_too_busy.
 	MaxCallSize int
 	// IdleTimeout closes a connection that completes no PDU for this
 	// long. 0: DefaultIdleTimeout.
@@ -91,6 +98,8 @@ type Server struct {
 	// noTimestamp leaves MsvAvTimestamp out of the CHALLENGE, so that
 	// clients send no MIC (tests).
 	noTimestamp bool
+	// budget overrides the reassembly budget (tests).
+	budget int64
 
 	once      sync.Once
 	ifaces    []serverIface
@@ -98,6 +107,7 @@ type Server struct {
 	baseCtx   context.Context
 	cancel    context.CancelFunc
 	assocNext atomic.Uint32
+	pending   atomic.Int64 // bytes held by requests in reassembly
 
 	closingFlag atomic.Bool // closing, for connections (which must not take mu)
 
@@ -309,6 +319,13 @@ func (s *Server) maxFrag() int {
 }
 
 func (s *Server) maxCallSize() int { return orDefault(s.MaxCallSize, DefaultMaxCallSize) }
+
+func (s *Server) maxPending() int64 {
+	if s.budget > 0 {
+		return s.budget
+	}
+	return int64(max(s.maxCallSize(), reassemblyBudget))
+}
 
 func (s *Server) idleTimeout() time.Duration { return orDefault(s.IdleTimeout, DefaultIdleTimeout) }
 

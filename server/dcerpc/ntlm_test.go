@@ -1,0 +1,271 @@
+package dcerpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/oiweiwei/go-msrpc/ssp/credential"
+	"github.com/oiweiwei/go-msrpc/ssp/ntlm"
+)
+
+// ntlmClient is go-msrpc's NTLM initiator.
+func ntlmClient(user, password string, cfg *ntlm.Config) *ntlm.Authentifier {
+	if cfg == nil {
+		cfg = ntlm.NewConfig()
+	}
+	cfg.Credential = credential.NewFromPassword(user, password)
+	cfg.Confidentiality = true
+	return &ntlm.Authentifier{Config: cfg}
+}
+
+// logon runs NEGOTIATE, CHALLENGE and AUTHENTICATE between a go-msrpc
+// client and an acceptor; edit may change the AUTHENTICATE first.
+func logon(t *testing.T, acc *ntlmAcceptor, cli *ntlm.Authentifier, edit func([]byte)) error {
+	t.Helper()
+	ctx := context.Background()
+	neg, err := cli.Negotiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, done, err := acc.step(neg)
+	if err != nil || done {
+		t.Fatalf("NEGOTIATE: done %t, %v", done, err)
+	}
+	auth, err := cli.Authenticate(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(auth)
+	}
+	_, done, err = acc.step(auth)
+	if err == nil && !done {
+		t.Fatal("AUTHENTICATE accepted but not done")
+	}
+	return err
+}
+
+func newAcceptor(accounts []Account, timestamp bool) *ntlmAcceptor {
+	a := newNTLMAcceptor(context.Background(), DefaultComputerName, accounts, false, AuthLevelPrivacy)
+	a.cfg.RequestMIC = timestamp
+	return a
+}
+
+// ntResponseAVPairs returns the AV_PAIRs of the AUTHENTICATE's NTLMv2
+// response (aliasing msg).
+func ntResponseAVPairs(msg []byte) []byte {
+	return field(msg, 20)[ntlmv2Min:]
+}
+
+func TestNTLMMIC(t *testing.T) {
+	accounts := testAccounts()
+
+	// MsvAvTimestamp in the CHALLENGE: go-msrpc flags and sends a MIC.
+	acc := newAcceptor(accounts, true)
+	if err := logon(t, acc, ntlmClient(testUser, testPassword, nil), nil); err != nil {
+		t.Fatalf("logon with a MIC: %v", err)
+	}
+	if !acc.micFlag || acc.account != testUser {
+		t.Errorf("MIC flagged %t, account %q", acc.micFlag, acc.account)
+	}
+
+	// A flagged MIC that is wrong fails the logon.
+	acc = newAcceptor(accounts, true)
+	err := logon(t, acc, ntlmClient(testUser, testPassword, nil), func(m []byte) { m[ntlmMICOffset] ^= 1 })
+	if err == nil {
+		t.Fatal("logon with a corrupted MIC succeeded")
+	}
+	if acc.account != "" {
+		t.Errorf("account %q after a failed logon", acc.account)
+	}
+
+	// Clearing MIC_PROVIDED in MsvAvFlags breaks the NTLMv2 proof (the
+	// flags are inside the HMAC), so the MIC cannot be stripped.
+	acc = newAcceptor(accounts, true)
+	err = logon(t, acc, ntlmClient(testUser, testPassword, nil), func(m []byte) {
+		av := ntResponseAVPairs(m)
+		for len(av) >= 4 {
+			id, n := binary.LittleEndian.Uint16(av), int(binary.LittleEndian.Uint16(av[2:]))
+			if id == avFlags {
+				av[4] &^= avFlagMIC
+			}
+			if id == avEOL {
+				break
+			}
+			av = av[4+n:]
+		}
+	})
+	if !errors.Is(err, errWrongPassword) {
+		t.Fatalf("logon with MIC_PROVIDED cleared: %v, want a wrong password", err)
+	}
+
+	// No MsvAvTimestamp: go-msrpc sends no MIC flag, and go-msrpc's
+	// own VerifyAuthenticate would refuse that; the acceptor does not.
+	acc = newAcceptor(accounts, false)
+	if err := logon(t, acc, ntlmClient(testUser, testPassword, nil), nil); err != nil {
+		t.Fatalf("logon without a MIC: %v", err)
+	}
+	if acc.micFlag || acc.account != testUser {
+		t.Errorf("MIC flagged %t, account %q", acc.micFlag, acc.account)
+	}
+}
+
+func TestNTLMSealRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	for _, timestamp := range []bool{true, false} {
+		acc := newAcceptor(testAccounts(), timestamp)
+		cli := ntlmClient(testUser, testPassword, nil)
+		if err := logon(t, acc, cli, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			// client -> server
+			hdr, trailer := []byte("header"), []byte("trailer!")
+			plain := []byte("request body")
+			body := bytes.Clone(plain)
+			chk, _ := cli.MakeOutboundChecksum(ctx, [][]byte{hdr, body, trailer})
+			cli.ApplyOutboundCipher(ctx, body)
+			sig, _ := cli.MakeOutboundSignature(ctx, chk)
+			if bytes.Equal(body, plain) {
+				t.Fatal("client seal left the body in clear")
+			}
+			if err := acc.unwrap(hdr, body, trailer, sig, true); err != nil {
+				t.Fatalf("message %d: unwrap: %v", i, err)
+			}
+			if !bytes.Equal(body, plain) {
+				t.Fatalf("message %d: unsealed %q", i, body)
+			}
+			// server -> client
+			body = []byte("response body")
+			sig = make([]byte, ntlmSigLen)
+			if err := acc.wrap(hdr, body, trailer, sig, true); err != nil {
+				t.Fatal(err)
+			}
+			cli.ApplyInboundCipher(ctx, body)
+			chk, _ = cli.MakeInboundChecksum(ctx, [][]byte{hdr, body, trailer})
+			want, _ := cli.MakeInboundSignature(ctx, chk)
+			if string(body) != "response body" || !bytes.Equal(sig, want) {
+				t.Fatalf("message %d: client sees %q, signature ok %t", i, body, bytes.Equal(sig, want))
+			}
+		}
+		// A replayed or altered message fails.
+		body := []byte("x")
+		if err := acc.unwrap([]byte("h"), body, nil, make([]byte, ntlmSigLen), true); !errors.Is(err, errBadSignature) {
+			t.Errorf("forged signature: %v", err)
+		}
+	}
+}
+
+func TestNTLMAccounts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		accounts []Account
+		user     string
+		password string
+		want     error
+	}{
+		{"plain", []Account{{Name: "alice", NTHash: NTHash("pw")}}, "alice", "pw", nil},
+		{"case-insensitive name", []Account{{Name: "Alice", NTHash: NTHash("pw")}}, "ALICE", "pw", nil},
+		{"domain sent", []Account{{Name: "alice", NTHash: NTHash("pw")}}, `WORKGROUP\alice`, "pw", nil},
+		{"domain required", []Account{{Name: `netdeploy\alice`, NTHash: NTHash("pw")}}, `NETDEPLOY\alice`, "pw", nil},
+		{"other domain", []Account{{Name: `OTHER\alice`, NTHash: NTHash("pw")}}, `NETDEPLOY\alice`, "pw", errUnknownUser},
+		{"wrong password", []Account{{Name: "alice", NTHash: NTHash("pw")}}, "alice", "Pw", errWrongPassword},
+		{"no accounts", nil, "alice", "pw", errUnknownUser},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acc := newAcceptor(tc.accounts, true)
+			err := logon(t, acc, ntlmClient(tc.user, tc.password, nil), nil)
+			if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
+				t.Fatalf("logon: %v, want %v", err, tc.want)
+			}
+			if tc.want == nil && acc.account != tc.accounts[0].Name {
+				t.Errorf("account %q", acc.account)
+			}
+		})
+	}
+}
+
+func TestNTLMv1Refused(t *testing.T) {
+	cfg := ntlm.NewConfigFromAuthLevel(ntlm.NTLMv1WithESS)
+	cfg.Require128BitEncryption = true
+	acc := newAcceptor(testAccounts(), true)
+	err := logon(t, acc, ntlmClient(testUser, testPassword, cfg), nil)
+	if !errors.Is(err, errNTLMv1) {
+		t.Fatalf("NTLMv1 logon: %v", err)
+	}
+}
+
+func TestNTLMFlagsForLevel(t *testing.T) {
+	ctx := context.Background()
+	neg, err := ntlmClient(testUser, testPassword, nil).Negotiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := binary.LittleEndian.Uint32(neg[12:])
+	for _, tc := range []struct {
+		name  string
+		clear uint32
+		level uint8
+		ok    bool
+	}{
+		{"full", 0, AuthLevelPrivacy, true},
+		{"no seal at privacy", ntlmFlagSeal, AuthLevelPrivacy, false},
+		{"no seal at integrity", ntlmFlagSeal, AuthLevelIntegrity, true},
+		{"no ESS at integrity", ntlmFlagESS, AuthLevelIntegrity, false},
+		{"no ESS at connect", ntlmFlagESS, AuthLevelConnect, true},
+	} {
+		m := bytes.Clone(neg)
+		binary.LittleEndian.PutUint32(m[12:], flags&^tc.clear)
+		acc := newNTLMAcceptor(ctx, DefaultComputerName, nil, false, tc.level)
+		_, _, err := acc.step(m)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+func TestCheckAuthenticateRejects(t *testing.T) {
+	ctx := context.Background()
+	acc := newAcceptor(testAccounts(), true)
+	cli := ntlmClient(testUser, testPassword, nil)
+	neg, _ := cli.Negotiate(ctx)
+	ch, _, err := acc.step(neg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := cli.Authenticate(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkAuthenticate(auth); err != nil {
+		t.Fatalf("valid AUTHENTICATE: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte
+	}{
+		{"truncated", func(m []byte) []byte { return m[:60] }},
+		{"NT offset outside", func(m []byte) []byte { binary.LittleEndian.PutUint32(m[24:], 0xfffffff0); return m }},
+		{"NT length outside", func(m []byte) []byte { binary.LittleEndian.PutUint16(m[20:], 0xffff); return m }},
+		{"short NTLMv2 response", func(m []byte) []byte { binary.LittleEndian.PutUint16(m[20:], 30); return m }},
+		{"MsvAvFlags of 2 bytes", func(m []byte) []byte {
+			av := ntResponseAVPairs(m)
+			binary.LittleEndian.PutUint16(av, avFlags)
+			binary.LittleEndian.PutUint16(av[2:], 2)
+			return m
+		}},
+		{"AV_PAIR past the end", func(m []byte) []byte {
+			av := ntResponseAVPairs(m)
+			binary.LittleEndian.PutUint16(av[2:], 0xfff0)
+			return m
+		}},
+		{"wrong type", func(m []byte) []byte { m[8] = 2; return m }},
+	} {
+		if _, err := checkAuthenticate(tc.edit(bytes.Clone(auth))); !errors.Is(err, errNTLMProtocol) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
