@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -30,6 +31,32 @@ func BenchmarkRefresh200(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		m.Update(refreshMsg{snap: snap, events: batch(i + 1)})
+		_ = m.View()
+	}
+}
+
+// BenchmarkLogPane is one refresh of the Logs screen holding 5000 lines
+// while 20 new ones arrive.
+func BenchmarkLogPane(b *testing.B) {
+	m := New(scripted(), plain())
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
+	m.Update(keys("4"))
+	line := func(i int) LogLine {
+		return LogLine{Time: at(i), Level: slog.LevelInfo, Msg: "tftp transfer done", Attrs: fmt.Sprintf("ip=198.18.0.%d file=undionly.kpxe bytes=74833", i%250)}
+	}
+	var first []LogLine
+	for i := range 5000 {
+		first = append(first, line(i))
+	}
+	snap := scripted().Snapshot()
+	m.Update(refreshMsg{snap: snap, logs: first})
+	b.ResetTimer()
+	for i := range b.N {
+		batch := make([]LogLine, 20)
+		for j := range batch {
+			batch[j] = line(5000 + i*20 + j)
+		}
+		m.Update(refreshMsg{snap: snap, logs: batch})
 		_ = m.View()
 	}
 }
