@@ -38,6 +38,7 @@ type Config struct {
 	TFTP      TFTP   `mapstructure:"tftp"`
 	HTTP      HTTP   `mapstructure:"http"`
 	RPC       RPC    `mapstructure:"rpc"`
+	SMB       SMB    `mapstructure:"smb"`
 	// Accounts may log on to the RPC service (and, later, SMB).
 	Accounts []AccountConfig `mapstructure:"accounts"`
 
@@ -90,6 +91,23 @@ type RPC struct {
 	EPMPort int `mapstructure:"epm_port"`
 }
 
+// SMB configures the image share (SMB2/3 on 445 and 139) and the NetBIOS
+// name service.
+type SMB struct {
+	// Name is the server's NetBIOS name (1-15 characters).
+	Name string `mapstructure:"name"`
+	// Workgroup is announced in node status answers.
+	Workgroup string `mapstructure:"workgroup"`
+	// Guest lets clients in without an account (read-only, like everyone).
+	Guest bool `mapstructure:"guest"`
+	// Signing is "auto" (sign when the client asks) or "required".
+	Signing string `mapstructure:"signing"`
+	// Encrypt makes the images share refuse unencrypted access (SMB 3).
+	Encrypt bool `mapstructure:"encrypt"`
+	// Port is SMB over TCP ("direct hosting"); clients expect 445.
+	Port int `mapstructure:"port"`
+}
+
 // AccountConfig is one logon: a name and either the password or the NT
 // hash of it (32 hex digits).
 type AccountConfig struct {
@@ -126,6 +144,7 @@ func Default() Config {
 		HTTP: HTTP{Port: 80},
 		TFTP: TFTP{Port: 69},
 		RPC:  RPC{Port: 5040, EPMPort: 135},
+		SMB:  SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445},
 	}
 }
 
@@ -142,8 +161,25 @@ func defaultDataDir() string {
 	return "netdeploy-data"
 }
 
+// validNetBIOSName checks a NetBIOS name (RFC 1001 14: at most 15
+// characters; we allow letters, digits, '-' and '_').
+func validNetBIOSName(n string) error {
+	if n == "" || len(n) > 15 {
+		return fmt.Errorf("%q: want 1 to 15 characters", n)
+	}
+	for _, r := range n {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%q: only letters, digits, '-' and '_'", n)
+		}
+	}
+	return nil
+}
+
 // Finish fills in the values derived from others.
 func (c *Config) Finish() {
+	c.SMB.Name = strings.ToUpper(strings.TrimSpace(c.SMB.Name))
+	c.SMB.Workgroup = strings.ToUpper(strings.TrimSpace(c.SMB.Workgroup))
+	c.SMB.Signing = strings.ToLower(strings.TrimSpace(c.SMB.Signing))
 	if c.ImagesDir == "" {
 		c.ImagesDir = filepath.Join(c.DataDir, "images")
 	}
@@ -216,6 +252,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseAccounts(c.Accounts); err != nil {
 		return err
+	}
+	if err := validNetBIOSName(c.SMB.Name); err != nil {
+		return keyErr("smb.name", "%v", err)
+	}
+	if err := validNetBIOSName(c.SMB.Workgroup); err != nil {
+		return keyErr("smb.workgroup", "%v", err)
+	}
+	switch c.SMB.Signing {
+	case "auto", "required":
+	default:
+		return keyErr("smb.signing", "unknown value %q (want auto or required)", c.SMB.Signing)
+	}
+	if c.SMB.Port < 1 || c.SMB.Port > 65535 {
+		return keyErr("smb.port", "%d is not a TCP port", c.SMB.Port)
 	}
 	if c.Boot.Initrd != "" && c.Boot.Kernel == "" {
 		return keyErr("boot.initrd", "set without boot.kernel")

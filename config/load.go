@@ -34,6 +34,11 @@ func flagKeys() [][2]string {
 		{"http-port", "http.port"},
 		{"rpc-port", "rpc.port"},
 		{"epm-port", "rpc.epm_port"},
+		{"smb-name", "smb.name"},
+		{"smb-guest", "smb.guest"},
+		{"smb-signing", "smb.signing"},
+		{"smb-encrypt", "smb.encrypt"},
+		{"smb-port", "smb.port"},
 	}
 }
 
@@ -61,6 +66,11 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.Int("http-port", d.HTTP.Port, "HTTP boot port")
 	fs.Int("rpc-port", d.RPC.Port, "deployment control service (RPC) port")
 	fs.Int("epm-port", d.RPC.EPMPort, "RPC endpoint mapper port")
+	fs.String("smb-name", d.SMB.Name, "NetBIOS name of the image server")
+	fs.Bool("smb-guest", d.SMB.Guest, "let SMB clients in without an account")
+	fs.String("smb-signing", d.SMB.Signing, "SMB signing: auto or required")
+	fs.Bool("smb-encrypt", d.SMB.Encrypt, "require SMB 3 encryption on the images share")
+	fs.Int("smb-port", d.SMB.Port, "SMB port (direct TCP)")
 }
 
 // Load reads the configuration: defaults, then the YAML file (the
@@ -190,4 +200,10 @@ func setDefaults(v *viper.Viper, d Config) {
 	v.SetDefault("rpc.port", d.RPC.Port)
 	v.SetDefault("rpc.epm_port", d.RPC.EPMPort)
 	v.SetDefault("accounts", d.Accounts)
+	v.SetDefault("smb.name", d.SMB.Name)
+	v.SetDefault("smb.workgroup", d.SMB.Workgroup)
+	v.SetDefault("smb.guest", d.SMB.Guest)
+	v.SetDefault("smb.signing", d.SMB.Signing)
+	v.SetDefault("smb.encrypt", d.SMB.Encrypt)
+	v.SetDefault("smb.port", d.SMB.Port)
 }

@@ -140,3 +140,33 @@ func TestSaveCommentsOnlyAndCase(t *testing.T) {
 		t.Fatalf("upper-case section saved as %q", b)
 	}
 }
+
+func TestSMBKeys(t *testing.T) {
+	c := Default()
+	c.Finish()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.SMB.Name = "WAY-TOO-LONG-A-NAME" }, "smb.name"},
+		{func(c *Config) { c.SMB.Name = "BAD NAME" }, "smb.name"},
+		{func(c *Config) { c.SMB.Signing = "sometimes" }, "smb.signing"},
+		{func(c *Config) { c.SMB.Port = 0 }, "smb.port"},
+	} {
+		c := Default()
+		tc.set(&c)
+		c.Finish()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", tc.want, err)
+		}
+	}
+	c = Default()
+	c.SMB.Name = "lab-1"
+	c.Finish()
+	if c.SMB.Name != "LAB-1" {
+		t.Errorf("name not upper-cased: %q", c.SMB.Name)
+	}
+}
