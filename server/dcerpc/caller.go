@@ -8,6 +8,8 @@ package dcerpc
 import (
 	"context"
 	"net"
+
+	"github.com/netdeploy/netdeploy/server/ntlmssp"
 )
 
 // Authentication types and levels of the sec_trailer ([MS-RPCE] 2.2.1.1.7,
@@ -65,7 +67,4 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 
 // Account is a configured logon: a name and the NT hash of its password
 // (MD4 of the UTF-16LE password, [MS-NLMP] 3.3.1).
-type Account struct {
-	Name   string
-	NTHash [16]byte
-}
+type Account = ntlmssp.Account

@@ -396,12 +396,12 @@ func (c *conn) emitBinds(names []string) {
 // logonDone reports a completed logon.
 func (c *conn) logonDone() {
 	sc := c.sec
-	if sc.ntlm.anonymous {
+	if sc.ntlm.Anonymous() {
 		c.log.Info("dcerpc anonymous logon", "mech", sc.mechName(), "level", levelName(sc.level))
 		return
 	}
-	c.log.Info("dcerpc logon", "account", sc.ntlm.account, "mech", sc.mechName(), "level", levelName(sc.level))
-	c.event(tracker.KindDone, fmt.Sprintf("logon %s (%s, %s)", sc.ntlm.account, sc.mechName(), levelName(sc.level)))
+	c.log.Info("dcerpc logon", "account", sc.ntlm.Account(), "mech", sc.mechName(), "level", levelName(sc.level))
+	c.event(tracker.KindDone, fmt.Sprintf("logon %s (%s, %s)", sc.ntlm.Account(), sc.mechName(), levelName(sc.level)))
 }
 
 // authFailed reports a failed security context. Once an AUTHENTICATE
@@ -409,7 +409,7 @@ func (c *conn) logonDone() {
 // refusing the address.
 func (c *conn) authFailed(sc *secContext, err error) {
 	sc.failed = true
-	if sc.ntlm.state < 2 {
+	if !sc.ntlm.Examined() {
 		c.log.Info("dcerpc security negotiation failed", "mech", sc.mechName(), "err", err)
 		return
 	}
@@ -557,7 +557,7 @@ func (c *conn) checkRequestAuth(frag []byte, r *requestPDU) (stubEnd int, status
 		return 0, StatusAccessDenied, true
 	}
 	hdr, body, trailer := frag[:r.stubOff], frag[r.stubOff:r.bodyEnd], frag[r.bodyEnd:r.bodyEnd+secTrailerLen]
-	if err := sc.ntlm.unwrap(hdr, body, trailer, v.token, sc.sealed()); err != nil {
+	if err := sc.ntlm.Unwrap(hdr, body, trailer, v.token, sc.sealed()); err != nil {
 		c.log.Warn("dcerpc request failed verification", "err", err)
 		return 0, StatusAccessDenied, true
 	}
@@ -569,7 +569,7 @@ func (c *conn) caller() Caller {
 	cl := Caller{Remote: c.nc.RemoteAddr(), AuthType: AuthTypeNone, AuthLevel: AuthLevelNone}
 	if sc := c.sec; sc != nil && sc.established {
 		cl.AuthType, cl.AuthLevel = sc.authType, sc.level
-		cl.Account = sc.ntlm.account
+		cl.Account = sc.ntlm.Account()
 		cl.Authenticated = cl.Account != ""
 	}
 	return cl
@@ -672,7 +672,7 @@ func (c *conn) sendResponse(callID uint32, ctxID uint16, stub []byte) bool {
 			t := b[bodyEnd:]
 			t[0], t[1], t[2], t[3] = sc.authType, sc.level, uint8(pad), 0
 			binary.LittleEndian.PutUint32(t[4:], sc.ctxID)
-			if err := sc.ntlm.wrap(b[:requestHeaderLen], b[requestHeaderLen:bodyEnd], b[bodyEnd:bodyEnd+secTrailerLen], b[bodyEnd+secTrailerLen:], sc.sealed()); err != nil {
+			if err := sc.ntlm.Wrap(b[:requestHeaderLen], b[requestHeaderLen:bodyEnd], b[bodyEnd:bodyEnd+secTrailerLen], b[bodyEnd+secTrailerLen:], sc.sealed()); err != nil {
 				c.log.Warn("dcerpc response not protected", "err", err)
 				return false
 			}

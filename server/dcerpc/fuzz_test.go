@@ -10,8 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oiweiwei/go-msrpc/ssp/credential"
+	"github.com/oiweiwei/go-msrpc/ssp/ntlm"
 	"github.com/oiweiwei/go-msrpc/ssp/spnego"
+
+	"github.com/netdeploy/netdeploy/server/ntlmssp"
 )
+
+// ntlmClient is go-msrpc's NTLM initiator.
+func ntlmClient(user, password string, cfg *ntlm.Config) *ntlm.Authentifier {
+	if cfg == nil {
+		cfg = ntlm.NewConfig()
+	}
+	cfg.Credential = credential.NewFromPassword(user, password)
+	cfg.Confidentiality = true
+	return &ntlm.Authentifier{Config: cfg}
+}
 
 // fakeConn is a net.Conn that reads a fixed input and discards writes.
 type fakeConn struct {
@@ -46,7 +60,7 @@ func seedStreams(t testing.TB) [][]byte {
 	// server's: it exercises parsing and a failed logon).
 	cli := ntlmClient(testUser, testPassword, nil)
 	neg2, _ := cli.Negotiate(ctx)
-	ch, _, err := newAcceptor(testAccounts(), true).step(neg2)
+	ch, _, err := ntlmssp.NewAcceptor(ctx, ntlmssp.Config{Computer: DefaultComputerName, Accounts: testAccounts()}).Step(neg2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +68,11 @@ func seedStreams(t testing.TB) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	init, err := (&spnego.NegTokenInit{MechTypes: []asn1.ObjectIdentifier{oidNTLM}, MechToken: neg}).Marshal(ctx)
+	init, err := (&spnego.NegTokenInit{MechTypes: []asn1.ObjectIdentifier{ntlmssp.OIDNTLM}, MechToken: neg}).Marshal(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := negTokenResp(negAcceptIncomplete, nil, auth, make([]byte, 16))
+	resp := ntlmssp.NegTokenResp(ntlmssp.NegAcceptIncomplete, nil, auth, make([]byte, 16))
 
 	ctxs := []testCtx{{0, syntaxWDS, []syntaxID{syntaxNDR20}}, {1, syntaxRaw, []syntaxID{syntaxNDR20, syntaxNDR64}}, {2, syntaxWDS, []syntaxID{featureSyntax(3)}}}
 	bind := buildBind(ptypeBind, 1, 5840, ctxs, nil)
@@ -148,78 +162,6 @@ func FuzzReadPDU(f *testing.F) {
 		if _, ok := io.Reader(c.nc).(*fakeConn); !ok {
 			t.Fatal("connection replaced")
 		}
-	})
-}
-
-// FuzzNTLMAuthenticate feeds NEGOTIATE and AUTHENTICATE tokens to the
-// NTLM acceptor (and so to go-msrpc's parser behind it).
-func FuzzNTLMAuthenticate(f *testing.F) {
-	ctx := context.Background()
-	for _, timestamp := range []bool{true, false} {
-		cli := ntlmClient(testUser, testPassword, nil)
-		neg, _ := cli.Negotiate(ctx)
-		acc := newAcceptor(testAccounts(), timestamp)
-		ch, _, err := acc.step(neg)
-		if err != nil {
-			f.Fatal(err)
-		}
-		auth, err := cli.Authenticate(ctx, ch)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(neg, auth, timestamp)
-		f.Add(neg, auth[:80], timestamp)
-	}
-	anon := make([]byte, 88)
-	copy(anon, ntlmSignature)
-	anon[8] = 3
-	f.Add([]byte("NTLMSSP\x00\x01\x00\x00\x00\x05\x02\x88\xa2"), anon, false)
-	f.Fuzz(func(t *testing.T, neg, auth []byte, timestamp bool) {
-		acc := newAcceptor(testAccounts(), timestamp)
-		ch, done, err := acc.step(neg)
-		if err != nil {
-			return
-		}
-		if done || len(ch) == 0 {
-			t.Fatal("NEGOTIATE completed the logon")
-		}
-		_, done, err = acc.step(auth)
-		if err != nil {
-			if acc.account != "" {
-				t.Fatalf("failed logon left account %q", acc.account)
-			}
-			return
-		}
-		if !done || (acc.account == "" && !acc.anonymous) {
-			t.Fatalf("logon done %t, account %q", done, acc.account)
-		}
-		// The session can sign and seal.
-		sig := make([]byte, ntlmSigLen)
-		if err := acc.wrap([]byte("h"), []byte("body"), []byte("t"), sig, true); err != nil {
-			t.Fatal(err)
-		}
-		acc.unwrap([]byte("h"), []byte("body"), []byte("t"), sig, true)
-	})
-}
-
-// FuzzSPNEGO feeds two SPNEGO tokens to the acceptor.
-func FuzzSPNEGO(f *testing.F) {
-	ctx := context.Background()
-	cli := ntlmClient(testUser, testPassword, nil)
-	neg, _ := cli.Negotiate(ctx)
-	init, _ := (&spnego.NegTokenInit{MechTypes: []asn1.ObjectIdentifier{oidNTLM}, MechToken: neg}).Marshal(ctx)
-	initKrb, _ := (&spnego.NegTokenInit{MechTypes: []asn1.ObjectIdentifier{{1, 2, 840, 113554, 1, 2, 2}, oidNTLM}, MechToken: []byte{1}}).Marshal(ctx)
-	resp := negTokenResp(negAcceptIncomplete, nil, []byte("NTLMSSP\x00\x03\x00\x00\x00"), make([]byte, 16))
-	respNeg := negTokenResp(negAcceptIncomplete, nil, neg, nil)
-	f.Add(init, resp)
-	f.Add(initKrb, respNeg)
-	f.Add(neg, []byte("NTLMSSP\x00\x03"))
-	f.Fuzz(func(t *testing.T, tok1, tok2 []byte) {
-		acc := &spnegoAcceptor{ntlm: newAcceptor(testAccounts(), true)}
-		if _, _, err := acc.step(tok1); err != nil {
-			return
-		}
-		acc.step(tok2)
 	})
 }
 

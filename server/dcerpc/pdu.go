@@ -7,6 +7,8 @@ import (
 	"io"
 
 	msdcerpc "github.com/oiweiwei/go-msrpc/dcerpc"
+
+	"github.com/netdeploy/netdeploy/server/ntlmssp"
 )
 
 // PDU types (C706 12.6.4).
@@ -37,11 +39,11 @@ const (
 
 // Sizes on the wire.
 const (
-	headerLen        = 16 // the common header
-	requestHeaderLen = 24 // + alloc_hint, p_cont_id, opnum
-	secTrailerLen    = 8  // sec_trailer ([MS-RPCE] 2.2.2.11)
-	ntlmSigLen       = 16 // NTLMSSP_MESSAGE_SIGNATURE ([MS-NLMP] 2.2.2.9)
-	syntaxLen        = 20 // p_syntax_id_t: UUID + version
+	headerLen        = 16                   // the common header
+	requestHeaderLen = 24                   // + alloc_hint, p_cont_id, opnum
+	secTrailerLen    = 8                    // sec_trailer ([MS-RPCE] 2.2.2.11)
+	ntlmSigLen       = ntlmssp.SignatureLen // NTLMSSP_MESSAGE_SIGNATURE ([MS-NLMP] 2.2.2.9)
+	syntaxLen        = 20                   // p_syntax_id_t: UUID + version
 	uuidLen          = 16
 
 	// mustRecvFragSize is the fragment size every implementation must

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/netdeploy/netdeploy/server/ntlmssp"
 )
 
 // A connection runs at most one security context ([MS-RPCE] 3.3.1.5.4:
@@ -22,8 +24,8 @@ type secContext struct {
 	authType uint8
 	level    uint8
 	ctxID    uint32
-	ntlm     *ntlmAcceptor
-	spnego   *spnegoAcceptor // nil for NTLM
+	ntlm     *ntlmssp.Acceptor
+	spnego   *ntlmssp.SPNEGO // nil for NTLM
 
 	established bool
 	failed      bool
@@ -37,10 +39,17 @@ func newSecContext(ctx context.Context, s *Server, v *authVerifier) (*secContext
 		return nil, fmt.Errorf("%w: %d", errAuthLevel, v.level)
 	}
 	sc := &secContext{authType: v.authType, level: v.level, ctxID: v.ctxID}
-	sc.ntlm = newNTLMAcceptor(ctx, s.computerName(), s.Accounts, s.RefuseAnonymous, v.level)
-	sc.ntlm.cfg.RequestMIC = !s.noTimestamp
+	// Signing needs extended session security, sealing needs SEAL.
+	sc.ntlm = ntlmssp.NewAcceptor(ctx, ntlmssp.Config{
+		Computer:        s.computerName(),
+		Accounts:        s.Accounts,
+		RefuseAnonymous: s.RefuseAnonymous,
+		RequireESS:      v.level >= AuthLevelCall,
+		RequireSeal:     v.level == AuthLevelPrivacy,
+		NoTimestamp:     s.noTimestamp,
+	})
 	if v.authType == AuthTypeSPNEGO {
-		sc.spnego = &spnegoAcceptor{ntlm: sc.ntlm}
+		sc.spnego = ntlmssp.NewSPNEGO(sc.ntlm)
 	}
 	return sc, nil
 }
@@ -55,13 +64,13 @@ func (sc *secContext) matches(v *authVerifier) bool {
 func (sc *secContext) step(tok []byte) (out []byte, err error) {
 	if sc.established || sc.failed {
 		sc.failed = true
-		return nil, fmt.Errorf("%w: security context already complete", errNTLMProtocol)
+		return nil, fmt.Errorf("%w: security context already complete", ntlmssp.ErrProtocol)
 	}
 	var done bool
 	if sc.spnego != nil {
-		out, done, err = sc.spnego.step(tok)
+		out, done, err = sc.spnego.Step(tok)
 	} else {
-		out, done, err = sc.ntlm.step(tok)
+		out, done, err = sc.ntlm.Step(tok)
 	}
 	if err != nil {
 		sc.failed = true
@@ -90,10 +99,10 @@ func (sc *secContext) mechName() string {
 
 // attempted is the account the client tried to log on as.
 func (sc *secContext) attempted() string {
-	if sc.ntlm.user == "" {
+	if sc.ntlm.User() == "" {
 		return "(unknown)"
 	}
-	return sc.ntlm.user
+	return sc.ntlm.User()
 }
 
 // levelName names an authentication level in events and logs.

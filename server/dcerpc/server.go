@@ -281,6 +281,23 @@ func (s *Server) admit(c *conn) bool {
 	return true
 }
 
+// ServeConn serves one connection that is already established: an SMB
+// named pipe (ncacn_np, [MS-RPCE] 2.1.1.2) presented as a net.Conn
+// whose reads and writes carry whole PDUs. It returns when the
+// connection ends and closes nc. The connection counts towards MaxConns
+// and Shutdown closes it like the accepted ones; a server that is
+// closing or full closes nc at once and returns an error.
+func (s *Server) ServeConn(nc net.Conn) error {
+	s.init()
+	c := s.newConn(nc)
+	if !s.admit(c) {
+		nc.Close()
+		return errors.New("dcerpc: serve conn: server closing or full")
+	}
+	s.serveConn(c)
+	return nil
+}
+
 func (s *Server) serveConn(c *conn) {
 	defer func() {
 		c.cancel()

@@ -1,4 +1,4 @@
-package dcerpc
+package ntlmssp
 
 import (
 	"bytes"
@@ -23,14 +23,14 @@ func ntlmClient(user, password string, cfg *ntlm.Config) *ntlm.Authentifier {
 
 // logon runs NEGOTIATE, CHALLENGE and AUTHENTICATE between a go-msrpc
 // client and an acceptor; edit may change the AUTHENTICATE first.
-func logon(t *testing.T, acc *ntlmAcceptor, cli *ntlm.Authentifier, edit func([]byte)) error {
+func logon(t *testing.T, acc *Acceptor, cli *ntlm.Authentifier, edit func([]byte)) error {
 	t.Helper()
 	ctx := context.Background()
 	neg, err := cli.Negotiate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch, done, err := acc.step(neg)
+	ch, done, err := acc.Step(neg)
 	if err != nil || done {
 		t.Fatalf("NEGOTIATE: done %t, %v", done, err)
 	}
@@ -41,17 +41,16 @@ func logon(t *testing.T, acc *ntlmAcceptor, cli *ntlm.Authentifier, edit func([]
 	if edit != nil {
 		edit(auth)
 	}
-	_, done, err = acc.step(auth)
+	_, done, err = acc.Step(auth)
 	if err == nil && !done {
 		t.Fatal("AUTHENTICATE accepted but not done")
 	}
 	return err
 }
 
-func newAcceptor(accounts []Account, timestamp bool) *ntlmAcceptor {
-	a := newNTLMAcceptor(context.Background(), DefaultComputerName, accounts, false, AuthLevelPrivacy)
-	a.cfg.RequestMIC = timestamp
-	return a
+func newAcceptor(accounts []Account, timestamp bool) *Acceptor {
+	return NewAcceptor(context.Background(), Config{Computer: testComputer, Accounts: accounts,
+		RequireESS: true, RequireSeal: true, NoTimestamp: !timestamp})
 }
 
 // ntResponseAVPairs returns the AV_PAIRs of the AUTHENTICATE's NTLMv2
@@ -98,7 +97,7 @@ func TestNTLMMIC(t *testing.T) {
 			av = av[4+n:]
 		}
 	})
-	if !errors.Is(err, errWrongPassword) {
+	if !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("logon with MIC_PROVIDED cleared: %v, want a wrong password", err)
 	}
 
@@ -132,7 +131,7 @@ func TestNTLMSealRoundTrip(t *testing.T) {
 			if bytes.Equal(body, plain) {
 				t.Fatal("client seal left the body in clear")
 			}
-			if err := acc.unwrap(hdr, body, trailer, sig, true); err != nil {
+			if err := acc.Unwrap(hdr, body, trailer, sig, true); err != nil {
 				t.Fatalf("message %d: unwrap: %v", i, err)
 			}
 			if !bytes.Equal(body, plain) {
@@ -140,8 +139,8 @@ func TestNTLMSealRoundTrip(t *testing.T) {
 			}
 			// server -> client
 			body = []byte("response body")
-			sig = make([]byte, ntlmSigLen)
-			if err := acc.wrap(hdr, body, trailer, sig, true); err != nil {
+			sig = make([]byte, SignatureLen)
+			if err := acc.Wrap(hdr, body, trailer, sig, true); err != nil {
 				t.Fatal(err)
 			}
 			cli.ApplyInboundCipher(ctx, body)
@@ -153,7 +152,7 @@ func TestNTLMSealRoundTrip(t *testing.T) {
 		}
 		// A replayed or altered message fails.
 		body := []byte("x")
-		if err := acc.unwrap([]byte("h"), body, nil, make([]byte, ntlmSigLen), true); !errors.Is(err, errBadSignature) {
+		if err := acc.Unwrap([]byte("h"), body, nil, make([]byte, SignatureLen), true); !errors.Is(err, ErrBadSignature) {
 			t.Errorf("forged signature: %v", err)
 		}
 	}
@@ -171,9 +170,9 @@ func TestNTLMAccounts(t *testing.T) {
 		{"case-insensitive name", []Account{{Name: "Alice", NTHash: NTHash("pw")}}, "ALICE", "pw", nil},
 		{"domain sent", []Account{{Name: "alice", NTHash: NTHash("pw")}}, `WORKGROUP\alice`, "pw", nil},
 		{"domain required", []Account{{Name: `netdeploy\alice`, NTHash: NTHash("pw")}}, `NETDEPLOY\alice`, "pw", nil},
-		{"other domain", []Account{{Name: `OTHER\alice`, NTHash: NTHash("pw")}}, `NETDEPLOY\alice`, "pw", errUnknownUser},
-		{"wrong password", []Account{{Name: "alice", NTHash: NTHash("pw")}}, "alice", "Pw", errWrongPassword},
-		{"no accounts", nil, "alice", "pw", errUnknownUser},
+		{"other domain", []Account{{Name: `OTHER\alice`, NTHash: NTHash("pw")}}, `NETDEPLOY\alice`, "pw", ErrUnknownUser},
+		{"wrong password", []Account{{Name: "alice", NTHash: NTHash("pw")}}, "alice", "Pw", ErrWrongPassword},
+		{"no accounts", nil, "alice", "pw", ErrUnknownUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acc := newAcceptor(tc.accounts, true)
@@ -193,7 +192,7 @@ func TestNTLMv1Refused(t *testing.T) {
 	cfg.Require128BitEncryption = true
 	acc := newAcceptor(testAccounts(), true)
 	err := logon(t, acc, ntlmClient(testUser, testPassword, cfg), nil)
-	if !errors.Is(err, errNTLMv1) {
+	if !errors.Is(err, ErrNTLMv1) {
 		t.Fatalf("NTLMv1 logon: %v", err)
 	}
 }
@@ -208,19 +207,20 @@ func TestNTLMFlagsForLevel(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		clear uint32
-		level uint8
+		ess   bool
+		seal  bool
 		ok    bool
 	}{
-		{"full", 0, AuthLevelPrivacy, true},
-		{"no seal at privacy", ntlmFlagSeal, AuthLevelPrivacy, false},
-		{"no seal at integrity", ntlmFlagSeal, AuthLevelIntegrity, true},
-		{"no ESS at integrity", ntlmFlagESS, AuthLevelIntegrity, false},
-		{"no ESS at connect", ntlmFlagESS, AuthLevelConnect, true},
+		{"full", 0, true, true, true},
+		{"no seal, seal required", ntlmFlagSeal, true, true, false},
+		{"no seal, signing only", ntlmFlagSeal, true, false, true},
+		{"no ESS, ESS required", ntlmFlagESS, true, false, false},
+		{"no ESS, nothing required", ntlmFlagESS, false, false, true},
 	} {
 		m := bytes.Clone(neg)
 		binary.LittleEndian.PutUint32(m[12:], flags&^tc.clear)
-		acc := newNTLMAcceptor(ctx, DefaultComputerName, nil, false, tc.level)
-		_, _, err := acc.step(m)
+		acc := NewAcceptor(ctx, Config{Computer: testComputer, RequireESS: tc.ess, RequireSeal: tc.seal})
+		_, _, err := acc.Step(m)
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: %v", tc.name, err)
 		}
@@ -232,7 +232,7 @@ func TestCheckAuthenticateRejects(t *testing.T) {
 	acc := newAcceptor(testAccounts(), true)
 	cli := ntlmClient(testUser, testPassword, nil)
 	neg, _ := cli.Negotiate(ctx)
-	ch, _, err := acc.step(neg)
+	ch, _, err := acc.Step(neg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestCheckAuthenticateRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checkAuthenticate(auth); err != nil {
+	if _, err := CheckAuthenticate(auth); err != nil {
 		t.Fatalf("valid AUTHENTICATE: %v", err)
 	}
 	for _, tc := range []struct {
@@ -264,7 +264,7 @@ func TestCheckAuthenticateRejects(t *testing.T) {
 		}},
 		{"wrong type", func(m []byte) []byte { m[8] = 2; return m }},
 	} {
-		if _, err := checkAuthenticate(tc.edit(bytes.Clone(auth))); !errors.Is(err, errNTLMProtocol) {
+		if _, err := CheckAuthenticate(tc.edit(bytes.Clone(auth))); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}

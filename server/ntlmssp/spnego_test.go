@@ -1,4 +1,4 @@
-package dcerpc
+package ntlmssp
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"encoding/asn1"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/oiweiwei/go-msrpc/ssp/spnego"
 )
@@ -28,7 +27,7 @@ func parseResp(t *testing.T, b []byte) *spnego.NegTokenResp {
 // and requires the mechListMIC, which both sides then exchange.
 func TestSPNEGONTLMNotFirst(t *testing.T) {
 	ctx := context.Background()
-	mechs := []asn1.ObjectIdentifier{oidKerberos, oidNTLM}
+	mechs := []asn1.ObjectIdentifier{oidKerberos, OIDNTLM}
 	mechList, _ := asn1.Marshal(mechs)
 	init, err := (&spnego.NegTokenInit{MechTypes: mechs, MechToken: []byte("kerberos AP-REQ")}).Marshal(ctx)
 	if err != nil {
@@ -36,10 +35,10 @@ func TestSPNEGONTLMNotFirst(t *testing.T) {
 	}
 
 	for _, withMIC := range []bool{false, true} {
-		acc := &spnegoAcceptor{ntlm: newAcceptor(testAccounts(), true)}
+		acc := NewSPNEGO(newAcceptor(testAccounts(), true))
 		cli := ntlmClient(testUser, testPassword, nil)
 
-		out, done, err := acc.step(init)
+		out, done, err := acc.Step(init)
 		if err != nil || done {
 			t.Fatalf("NegTokenInit: done %t, %v", done, err)
 		}
@@ -47,12 +46,12 @@ func TestSPNEGONTLMNotFirst(t *testing.T) {
 		if r.State != spnego.AcceptIncomplete || len(r.ResponseToken) != 0 {
 			t.Fatalf("first reply: state %d, token %d bytes", r.State, len(r.ResponseToken))
 		}
-		if !bytes.Contains(out, mustMarshal(t, oidNTLM)) {
+		if !bytes.Contains(out, mustMarshal(t, OIDNTLM)) {
 			t.Error("first reply does not name NTLM as the supported mechanism")
 		}
 
 		neg, _ := cli.Negotiate(ctx)
-		out, _, err = acc.step(negTokenResp(negAcceptIncomplete, nil, neg, nil))
+		out, _, err = acc.Step(NegTokenResp(NegAcceptIncomplete, nil, neg, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,9 +66,9 @@ func TestSPNEGONTLMNotFirst(t *testing.T) {
 			mic, _ = cli.MakeOutboundSignature(ctx, chk)
 			cli.ResetSecurityService(ctx)
 		}
-		out, done, err = acc.step(negTokenResp(negAcceptIncomplete, nil, auth, mic))
+		out, done, err = acc.Step(NegTokenResp(NegAcceptIncomplete, nil, auth, mic))
 		if !withMIC {
-			if !errors.Is(err, errSPNEGOMIC) {
+			if !errors.Is(err, ErrSPNEGOMIC) {
 				t.Fatalf("no mechListMIC where required: %v", err)
 			}
 			continue
@@ -78,7 +77,7 @@ func TestSPNEGONTLMNotFirst(t *testing.T) {
 			t.Fatalf("final leg: done %t, %v", done, err)
 		}
 		r = parseResp(t, out)
-		if r.State != spnego.AcceptCompleted || len(r.MechListMIC) != ntlmSigLen {
+		if r.State != spnego.AcceptCompleted || len(r.MechListMIC) != SignatureLen {
 			t.Fatalf("final reply: state %d, MIC %d bytes", r.State, len(r.MechListMIC))
 		}
 		chk, _ := cli.MakeInboundChecksum(ctx, [][]byte{mechList})
@@ -103,41 +102,25 @@ func mustMarshal(t *testing.T, v any) []byte {
 func TestSPNEGORefusals(t *testing.T) {
 	ctx := context.Background()
 	krbOnly, _ := (&spnego.NegTokenInit{MechTypes: []asn1.ObjectIdentifier{oidKerberos}, MechToken: []byte{1}}).Marshal(ctx)
-	acc := &spnegoAcceptor{ntlm: newAcceptor(testAccounts(), true)}
-	if _, _, err := acc.step(krbOnly); !errors.Is(err, errSPNEGONoNTLM) {
+	acc := NewSPNEGO(newAcceptor(testAccounts(), true))
+	if _, _, err := acc.Step(krbOnly); !errors.Is(err, ErrSPNEGONoNTLM) {
 		t.Errorf("Kerberos only: %v", err)
 	}
-	acc = &spnegoAcceptor{ntlm: newAcceptor(testAccounts(), true)}
-	if _, _, err := acc.step([]byte{0x60, 0x03, 0x06, 0x01, 0x00}); !errors.Is(err, errSPNEGOProtocol) {
+	acc = NewSPNEGO(newAcceptor(testAccounts(), true))
+	if _, _, err := acc.Step([]byte{0x60, 0x03, 0x06, 0x01, 0x00}); !errors.Is(err, ErrSPNEGOProtocol) {
 		t.Errorf("garbage: %v", err)
 	}
 
 	// Bare NTLMSSP under the SPNEGO auth type is NTLM.
 	cli := ntlmClient(testUser, testPassword, nil)
 	neg, _ := cli.Negotiate(ctx)
-	acc = &spnegoAcceptor{ntlm: newAcceptor(testAccounts(), true)}
-	ch, _, err := acc.step(neg)
+	acc = NewSPNEGO(newAcceptor(testAccounts(), true))
+	ch, _, err := acc.Step(neg)
 	if err != nil || !bytes.HasPrefix(ch, ntlmSignature) {
 		t.Fatalf("raw NTLM: %v", err)
 	}
 	auth, _ := cli.Authenticate(ctx, ch)
-	if _, done, err := acc.step(auth); err != nil || !done {
+	if _, done, err := acc.Step(auth); err != nil || !done {
 		t.Fatalf("raw NTLM AUTHENTICATE: %t %v", done, err)
-	}
-}
-
-func TestListenAndServe(t *testing.T) {
-	s := &Server{}
-	errc := make(chan error, 1)
-	go func() { errc <- s.ListenAndServe("127.0.0.1:0") }()
-	time.Sleep(50 * time.Millisecond)
-	if err := s.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Errorf("ListenAndServe after Shutdown: %v", err)
-	}
-	if err := (&Server{}).ListenAndServe("256.0.0.1:1"); err == nil {
-		t.Error("ListenAndServe on a bad address succeeded")
 	}
 }

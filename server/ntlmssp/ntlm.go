@@ -1,4 +1,8 @@
-package dcerpc
+// Package ntlmssp is the accepting side of NTLM ([MS-NLMP]) and of SPNEGO
+// ([RFC 4178], [MS-SPNG]) carrying it, shared by the DCE/RPC and SMB
+// servers: NTLMv2 verification against configured accounts, the exported
+// session key, message signing and sealing, and the SPNEGO mechListMIC.
+package ntlmssp
 
 import (
 	"bytes"
@@ -12,6 +16,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"github.com/oiweiwei/go-msrpc/ssp/crypto"
 	"github.com/oiweiwei/go-msrpc/ssp/ntlm"
 )
 
@@ -30,15 +35,15 @@ import (
 //     2.2.2.1), so without that flag the verifier supplies the value
 //     go-msrpc is about to compute, which makes its comparison a no-op.
 
-// NTLM errors; all but errNTLMProtocol are logon failures.
+// NTLM errors; all but ErrProtocol are logon failures.
 var (
-	errNTLMProtocol  = errors.New("ntlm: malformed message")
-	errNTLMv1        = errors.New("ntlm: NTLMv1 refused")
-	errNTLMFlags     = errors.New("ntlm: negotiate flags unsupported for the requested level")
-	errUnknownUser   = errors.New("ntlm: unknown account")
-	errWrongPassword = errors.New("ntlm: wrong password")
-	errAnonymous     = errors.New("ntlm: anonymous logon refused")
-	errBadSignature  = errors.New("ntlm: bad message signature")
+	ErrProtocol      = errors.New("ntlm: malformed message")
+	ErrNTLMv1        = errors.New("ntlm: NTLMv1 refused")
+	ErrFlags         = errors.New("ntlm: negotiate flags unsupported for the required protection")
+	ErrUnknownUser   = errors.New("ntlm: unknown account")
+	ErrWrongPassword = errors.New("ntlm: wrong password")
+	ErrAnonymous     = errors.New("ntlm: anonymous logon refused")
+	ErrBadSignature  = errors.New("ntlm: bad message signature")
 )
 
 // NTLM message layout ([MS-NLMP] 2.2.1).
@@ -56,20 +61,48 @@ const (
 	avFlagMIC   = 0x2
 
 	ntlmMICOffset = 72
-	ntlmv2Min     = 16 + 28 // NTProofStr + the fixed part of NTLMv2_CLIENT_CHALLENGE
+
+	// SignatureLen is the size of an NTLMSSP_MESSAGE_SIGNATURE ([MS-NLMP] 2.2.2.9).
+	SignatureLen = 16
+	ntlmv2Min    = 16 + 28 // NTProofStr + the fixed part of NTLMv2_CLIENT_CHALLENGE
 )
 
 var ntlmSignature = []byte("NTLMSSP\x00")
 
-// ntlmAcceptor runs one NTLM logon and then signs and seals the
-// connection's PDUs. It is used by one connection goroutine at a time.
-type ntlmAcceptor struct {
+// Account is a logon the acceptor accepts. Name is "user" or
+// "DOMAIN\user" (then the client's domain must match); NTHash is NTOWFv1
+// of the password (NTHash).
+type Account struct {
+	Name   string
+	NTHash [16]byte
+}
+
+// Config configures an Acceptor.
+type Config struct {
+	// Computer is the NetBIOS computer and domain name in the CHALLENGE.
+	Computer string
+	// Accounts are the logons accepted (NTLMv2 only).
+	Accounts []Account
+	// RefuseAnonymous refuses anonymous (null session) logons.
+	RefuseAnonymous bool
+	// RequireESS refuses a NEGOTIATE without extended session security
+	// (needed to sign); RequireSeal one without SEAL.
+	RequireESS, RequireSeal bool
+	// NoTimestamp leaves MsvAvTimestamp out of the CHALLENGE, so that
+	// clients send no MIC.
+	NoTimestamp bool
+}
+
+// Acceptor runs one NTLM logon and then signs and seals messages. It is
+// used by one goroutine at a time.
+type Acceptor struct {
 	ctx      context.Context
 	auth     *ntlm.Authentifier
 	cfg      *ntlm.Config
 	accounts []Account
 	noAnon   bool
-	level    uint8
+	ess      bool
+	seal     bool
 
 	state     int // 0 want NEGOTIATE, 1 want AUTHENTICATE, 2 done
 	negotiate []byte
@@ -80,26 +113,57 @@ type ntlmAcceptor struct {
 	user      string // as the client sent it: DOMAIN\user
 	account   string // the matched Account.Name
 	anonymous bool
+	done      bool
 }
 
-func newNTLMAcceptor(ctx context.Context, computer string, accounts []Account, noAnon bool, level uint8) *ntlmAcceptor {
+// NewAcceptor returns an acceptor for one logon.
+func NewAcceptor(ctx context.Context, c Config) *Acceptor {
 	cfg := ntlm.NewConfig() // RequestMIC: the CHALLENGE carries MsvAvTimestamp
 	cfg.IsServer = true
-	cfg.NetBIOSComputerName = computer
-	cfg.NetBIOSDomainName = computer
-	cfg.DNSComputerName = strings.ToLower(computer)
-	n := &ntlmAcceptor{ctx: ctx, cfg: cfg, accounts: accounts, noAnon: noAnon, level: level}
+	cfg.NetBIOSComputerName = c.Computer
+	cfg.NetBIOSDomainName = c.Computer
+	cfg.DNSComputerName = strings.ToLower(c.Computer)
+	cfg.RequestMIC = !c.NoTimestamp
+	n := &Acceptor{ctx: ctx, cfg: cfg, accounts: c.Accounts, noAnon: c.RefuseAnonymous, ess: c.RequireESS, seal: c.RequireSeal}
 	cfg.Verifier = n
 	n.auth = &ntlm.Authentifier{Config: cfg}
 	return n
 }
 
-// step consumes one token and returns the reply token; done is true once
+// User is the account the client tried to log on as, as it sent it
+// (DOMAIN\user); "" before the AUTHENTICATE.
+func (n *Acceptor) User() string { return n.user }
+
+// Account is the matched Account.Name once the logon succeeded ("" for
+// an anonymous logon).
+func (n *Acceptor) Account() string { return n.account }
+
+// Anonymous reports whether the logon was an anonymous one.
+func (n *Acceptor) Anonymous() bool { return n.anonymous }
+
+// Examined reports whether an AUTHENTICATE was examined: a failure
+// after that is a failed logon rather than a failed negotiation.
+func (n *Acceptor) Examined() bool { return n.state >= 2 }
+
+// Done reports whether the logon succeeded.
+func (n *Acceptor) Done() bool { return n.done }
+
+// SessionKey returns the exported session key ([MS-NLMP] 3.1.5.1.2) once
+// the logon succeeded: what SMB2 derives its signing and encryption keys
+// from ([MS-SMB2] 3.3.5.5.3).
+func (n *Acceptor) SessionKey() []byte {
+	if !n.done {
+		return nil
+	}
+	return bytes.Clone(n.auth.SessionKey())
+}
+
+// Step consumes one token and returns the reply token; done is true once
 // the AUTHENTICATE verified.
-func (n *ntlmAcceptor) step(tok []byte) (out []byte, done bool, err error) {
+func (n *Acceptor) Step(tok []byte) (out []byte, done bool, err error) {
 	switch n.state {
 	case 0:
-		flags, err := checkNegotiate(tok)
+		flags, err := CheckNegotiate(tok)
 		if err != nil {
 			return nil, false, err
 		}
@@ -116,7 +180,7 @@ func (n *ntlmAcceptor) step(tok []byte) (out []byte, done bool, err error) {
 		return ch, false, nil
 	case 1:
 		n.state = 2
-		am, err := checkAuthenticate(tok)
+		am, err := CheckAuthenticate(tok)
 		if err != nil {
 			return nil, false, err
 		}
@@ -125,7 +189,7 @@ func (n *ntlmAcceptor) step(tok []byte) (out []byte, done bool, err error) {
 			n.user = am.domain + `\` + am.user
 		}
 		if am.flags&ntlmFlagDatagram != 0 {
-			return nil, false, errNTLMFlags
+			return nil, false, ErrFlags
 		}
 		n.micFlag = am.mic
 		n.token = tok
@@ -136,23 +200,24 @@ func (n *ntlmAcceptor) step(tok []byte) (out []byte, done bool, err error) {
 			n.account, n.anonymous = "", false
 			return nil, false, err
 		}
+		n.done = true
 		return nil, true, nil
 	}
-	return nil, false, fmt.Errorf("%w: unexpected token", errNTLMProtocol)
+	return nil, false, fmt.Errorf("%w: unexpected token", ErrProtocol)
 }
 
-// checkFlags refuses NEGOTIATE flags the requested level cannot run
-// with: signing needs extended session security, sealing needs SEAL,
-// and the connection-oriented transport never uses datagram mode.
-func (n *ntlmAcceptor) checkFlags(flags uint32) error {
+// checkFlags refuses NEGOTIATE flags the configured protection cannot
+// run with (Config.RequireESS, Config.RequireSeal) and datagram mode,
+// which connection-oriented transports never use.
+func (n *Acceptor) checkFlags(flags uint32) error {
 	if flags&ntlmFlagDatagram != 0 {
-		return errNTLMFlags
+		return ErrFlags
 	}
-	if n.level >= AuthLevelCall && flags&ntlmFlagESS == 0 {
-		return errNTLMFlags
+	if n.ess && flags&ntlmFlagESS == 0 {
+		return ErrFlags
 	}
-	if n.level == AuthLevelPrivacy && flags&ntlmFlagSeal == 0 {
-		return errNTLMFlags
+	if n.seal && flags&ntlmFlagSeal == 0 {
+		return ErrFlags
 	}
 	return nil
 }
@@ -160,7 +225,7 @@ func (n *ntlmAcceptor) checkFlags(flags uint32) error {
 // VerifyChallenge implements ntlm.Verifier: it verifies an NTLMv2
 // response ([MS-NLMP] 3.3.2) against the configured accounts and returns
 // the key exchange key.
-func (n *ntlmAcceptor) VerifyChallenge(_ context.Context, sess *ntlm.SecurityParameters, _ ntlm.Credential, nonce []byte, am *ntlm.AuthenticateMessage) (*ntlm.ChallengeResponse, error) {
+func (n *Acceptor) VerifyChallenge(_ context.Context, sess *ntlm.SecurityParameters, _ ntlm.Credential, nonce []byte, am *ntlm.AuthenticateMessage) (*ntlm.ChallengeResponse, error) {
 	nt := am.NTChallengeResponse
 	var kek []byte
 	switch {
@@ -168,28 +233,28 @@ func (n *ntlmAcceptor) VerifyChallenge(_ context.Context, sess *ntlm.SecurityPar
 		// Anonymous ([MS-NLMP] 3.2.5.1.2): an empty NT response and
 		// LmChallengeResponse Z(1). The session key is all zeros.
 		if n.noAnon {
-			return nil, errAnonymous
+			return nil, ErrAnonymous
 		}
 		kek = make([]byte, 16)
 		n.anonymous = true
 	case len(nt) <= 24:
-		return nil, errNTLMv1
+		return nil, ErrNTLMv1
 	default:
 		acct := n.lookup(am.UserName, am.DomainName)
 		if acct == nil {
-			return nil, errUnknownUser
+			return nil, ErrUnknownUser
 		}
 		ntowf := hmacMD5(acct.NTHash[:], utf16le(strings.ToUpper(am.UserName)+am.DomainName))
 		proof := hmacMD5(ntowf, nonce, nt[16:])
 		if !hmac.Equal(proof, nt[:16]) {
-			return nil, errWrongPassword
+			return nil, ErrWrongPassword
 		}
 		kek = hmacMD5(ntowf, proof)
 		n.account = acct.Name
 	}
 	if sess.KeyExchange && len(am.EncryptedRandomSessionKey) != 16 {
 		n.account, n.anonymous = "", false
-		return nil, fmt.Errorf("%w: encrypted session key of %d bytes", errNTLMProtocol, len(am.EncryptedRandomSessionKey))
+		return nil, fmt.Errorf("%w: encrypted session key of %d bytes", ErrProtocol, len(am.EncryptedRandomSessionKey))
 	}
 	if !n.micFlag {
 		am.MIC = n.expectedMIC(sess, kek, am)
@@ -200,7 +265,7 @@ func (n *ntlmAcceptor) VerifyChallenge(_ context.Context, sess *ntlm.SecurityPar
 // expectedMIC computes the MIC the way go-msrpc's VerifyAuthenticate
 // does: HMAC-MD5 of NEGOTIATE, CHALLENGE and AUTHENTICATE (bytes 72..88
 // zeroed) under the exported session key ([MS-NLMP] 3.2.5.1.2).
-func (n *ntlmAcceptor) expectedMIC(sess *ntlm.SecurityParameters, kek []byte, am *ntlm.AuthenticateMessage) []byte {
+func (n *Acceptor) expectedMIC(sess *ntlm.SecurityParameters, kek []byte, am *ntlm.AuthenticateMessage) []byte {
 	exported := kek
 	if sess.KeyExchange {
 		exported = make([]byte, 16)
@@ -214,7 +279,7 @@ func (n *ntlmAcceptor) expectedMIC(sess *ntlm.SecurityParameters, kek []byte, am
 
 // lookup finds the account a logon names. Account names compare without
 // case; a name written DOMAIN\user also requires that domain.
-func (n *ntlmAcceptor) lookup(user, domain string) *Account {
+func (n *Acceptor) lookup(user, domain string) *Account {
 	for i := range n.accounts {
 		a := &n.accounts[i]
 		name := a.Name
@@ -231,10 +296,11 @@ func (n *ntlmAcceptor) lookup(user, domain string) *Account {
 	return nil
 }
 
-// wrap signs (and with seal, encrypts body in place) an outgoing PDU
-// whose signature goes to sig ([MS-NLMP] 3.4.3, [MS-RPCE] 3.3.1.5.2.2):
-// the checksum covers header, body and sec_trailer.
-func (n *ntlmAcceptor) wrap(hdr, body, trailer, sig []byte, seal bool) error {
+// Wrap signs (and with seal, encrypts body in place) an outgoing
+// message whose signature goes to sig ([MS-NLMP] 3.4.3); the checksum
+// covers hdr, body and trailer (for DCE/RPC: header, stub and
+// sec_trailer, [MS-RPCE] 3.3.1.5.2.2).
+func (n *Acceptor) Wrap(hdr, body, trailer, sig []byte, seal bool) error {
 	chk, err := n.auth.MakeOutboundChecksum(n.ctx, [][]byte{hdr, body, trailer})
 	if err != nil {
 		return err
@@ -255,9 +321,9 @@ func (n *ntlmAcceptor) wrap(hdr, body, trailer, sig []byte, seal bool) error {
 	return nil
 }
 
-// unwrap decrypts (with seal) body in place and verifies the signature
-// of an incoming PDU.
-func (n *ntlmAcceptor) unwrap(hdr, body, trailer, sig []byte, seal bool) error {
+// Unwrap decrypts (with seal) body in place and verifies the signature
+// of an incoming message.
+func (n *Acceptor) Unwrap(hdr, body, trailer, sig []byte, seal bool) error {
 	if seal {
 		if err := n.auth.ApplyInboundCipher(n.ctx, body); err != nil {
 			return err
@@ -272,66 +338,66 @@ func (n *ntlmAcceptor) unwrap(hdr, body, trailer, sig []byte, seal bool) error {
 		return err
 	}
 	if !hmac.Equal(want, sig) {
-		return errBadSignature
+		return ErrBadSignature
 	}
 	return nil
 }
 
-// verifyMIC checks a GSS_GetMIC token over data (SPNEGO mechListMIC).
-func (n *ntlmAcceptor) verifyMIC(data, sig []byte) error {
-	return n.unwrap(data, nil, nil, sig, false)
+// VerifyMIC checks a GSS_GetMIC token over data (SPNEGO mechListMIC).
+func (n *Acceptor) VerifyMIC(data, sig []byte) error {
+	return n.Unwrap(data, nil, nil, sig, false)
 }
 
-// makeMIC returns a GSS_GetMIC token over data.
-func (n *ntlmAcceptor) makeMIC(data []byte) ([]byte, error) {
-	sig := make([]byte, ntlmSigLen)
-	if err := n.wrap(data, nil, nil, sig, false); err != nil {
+// MakeMIC returns a GSS_GetMIC token over data.
+func (n *Acceptor) MakeMIC(data []byte) ([]byte, error) {
+	sig := make([]byte, SignatureLen)
+	if err := n.Wrap(data, nil, nil, sig, false); err != nil {
 		return nil, err
 	}
 	return sig, nil
 }
 
-// resetCiphers restarts the RC4 handles after a mechListMIC exchange
+// ResetCiphers restarts the RC4 handles after a mechListMIC exchange
 // (sequence numbers continue), as Windows and go-msrpc's SPNEGO do.
-func (n *ntlmAcceptor) resetCiphers() error {
+func (n *Acceptor) ResetCiphers() error {
 	return n.auth.ResetSecurityService(n.ctx)
 }
 
-// checkNegotiate checks a NEGOTIATE_MESSAGE ([MS-NLMP] 2.2.1.1) and
+// CheckNegotiate checks a NEGOTIATE_MESSAGE ([MS-NLMP] 2.2.1.1) and
 // returns its flags.
-func checkNegotiate(b []byte) (uint32, error) {
+func CheckNegotiate(b []byte) (uint32, error) {
 	if len(b) < 16 || !bytes.Equal(b[:8], ntlmSignature) || binary.LittleEndian.Uint32(b[8:]) != 1 {
-		return 0, fmt.Errorf("%w: not a NEGOTIATE_MESSAGE", errNTLMProtocol)
+		return 0, fmt.Errorf("%w: not a NEGOTIATE_MESSAGE", ErrProtocol)
 	}
 	flags := binary.LittleEndian.Uint32(b[12:])
 	// Domain and workstation fields, when present, must lie inside.
 	for off := 16; off+8 <= min(len(b), 32); off += 8 {
 		if !fieldFits(b, off) {
-			return 0, fmt.Errorf("%w: NEGOTIATE field at %d outside the message", errNTLMProtocol, off)
+			return 0, fmt.Errorf("%w: NEGOTIATE field at %d outside the message", ErrProtocol, off)
 		}
 	}
 	return flags, nil
 }
 
-// authInfo is what checkAuthenticate learned from an AUTHENTICATE.
-type authInfo struct {
+// AuthInfo is what CheckAuthenticate learned from an AUTHENTICATE.
+type AuthInfo struct {
 	flags        uint32
 	user, domain string
 	mic          bool // MsvAvFlags has MIC_PROVIDED
 }
 
-// checkAuthenticate checks an AUTHENTICATE_MESSAGE ([MS-NLMP] 2.2.1.3)
+// CheckAuthenticate checks an AUTHENTICATE_MESSAGE ([MS-NLMP] 2.2.1.3)
 // so that go-msrpc can parse it without indexing outside it: every
 // payload field lies inside the message, an NTLMv2 response's AV_PAIRs
 // are well formed up to MsvAvEOL, and the MIC, when flagged, is there.
-func checkAuthenticate(b []byte) (authInfo, error) {
-	var a authInfo
+func CheckAuthenticate(b []byte) (AuthInfo, error) {
+	var a AuthInfo
 	if len(b) < ntlmMICOffset || !bytes.Equal(b[:8], ntlmSignature) || binary.LittleEndian.Uint32(b[8:]) != 3 {
-		return a, fmt.Errorf("%w: not an AUTHENTICATE_MESSAGE", errNTLMProtocol)
+		return a, fmt.Errorf("%w: not an AUTHENTICATE_MESSAGE", ErrProtocol)
 	}
 	for off := 12; off <= 52; off += 8 {
 		if !fieldFits(b, off) {
-			return a, fmt.Errorf("%w: AUTHENTICATE field at %d outside the message", errNTLMProtocol, off)
+			return a, fmt.Errorf("%w: AUTHENTICATE field at %d outside the message", ErrProtocol, off)
 		}
 	}
 	a.flags = binary.LittleEndian.Uint32(b[60:])
@@ -340,7 +406,7 @@ func checkAuthenticate(b []byte) (authInfo, error) {
 	nt := field(b, 20)
 	if len(nt) > 24 {
 		if len(nt) < ntlmv2Min {
-			return a, fmt.Errorf("%w: NTLMv2 response of %d bytes", errNTLMProtocol, len(nt))
+			return a, fmt.Errorf("%w: NTLMv2 response of %d bytes", ErrProtocol, len(nt))
 		}
 		avFlagsValue, err := checkAVPairs(nt[ntlmv2Min:])
 		if err != nil {
@@ -348,7 +414,7 @@ func checkAuthenticate(b []byte) (authInfo, error) {
 		}
 		a.mic = avFlagsValue&avFlagMIC != 0
 		if a.mic && len(b) < ntlmMICOffset+16 {
-			return a, fmt.Errorf("%w: MIC flagged but missing", errNTLMProtocol)
+			return a, fmt.Errorf("%w: MIC flagged but missing", ErrProtocol)
 		}
 	}
 	return a, nil
@@ -361,7 +427,7 @@ func checkAVPairs(b []byte) (uint32, error) {
 	var flags uint32
 	for {
 		if len(b) < 4 {
-			return 0, fmt.Errorf("%w: AV_PAIR list without MsvAvEOL", errNTLMProtocol)
+			return 0, fmt.Errorf("%w: AV_PAIR list without MsvAvEOL", ErrProtocol)
 		}
 		id := binary.LittleEndian.Uint16(b)
 		n := int(binary.LittleEndian.Uint16(b[2:]))
@@ -369,18 +435,18 @@ func checkAVPairs(b []byte) (uint32, error) {
 			return flags, nil
 		}
 		if 4+n > len(b) {
-			return 0, fmt.Errorf("%w: AV_PAIR %d longer than the response", errNTLMProtocol, id)
+			return 0, fmt.Errorf("%w: AV_PAIR %d longer than the response", ErrProtocol, id)
 		}
 		v := b[4 : 4+n]
 		switch id {
 		case avFlags:
 			if n != 4 {
-				return 0, fmt.Errorf("%w: MsvAvFlags of %d bytes", errNTLMProtocol, n)
+				return 0, fmt.Errorf("%w: MsvAvFlags of %d bytes", ErrProtocol, n)
 			}
 			flags = binary.LittleEndian.Uint32(v)
 		case avTimestamp:
 			if n != 8 {
-				return 0, fmt.Errorf("%w: MsvAvTimestamp of %d bytes", errNTLMProtocol, n)
+				return 0, fmt.Errorf("%w: MsvAvTimestamp of %d bytes", ErrProtocol, n)
 			}
 		}
 		b = b[4+n:]
@@ -434,4 +500,15 @@ func hmacMD5(key []byte, data ...[]byte) []byte {
 		h.Write(d)
 	}
 	return h.Sum(nil)
+}
+
+// NTHash returns the NT hash of a password for Account.NTHash: MD4 of
+// its UTF-16LE encoding ([MS-NLMP] 3.3.1, NTOWFv1).
+func NTHash(password string) [16]byte {
+	var h [16]byte
+	sum, err := crypto.MD4(utf16le(password))
+	if err == nil {
+		copy(h[:], sum)
+	}
+	return h
 }
