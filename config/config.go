@@ -106,6 +106,10 @@ type SMB struct {
 	Encrypt bool `mapstructure:"encrypt"`
 	// Port is SMB over TCP ("direct hosting"); clients expect 445.
 	Port int `mapstructure:"port"`
+	// SessionPort is SMB through the NetBIOS session service; 139.
+	SessionPort int `mapstructure:"session_port"`
+	// NetBIOS answers name queries for Name on UDP 137 (and holds 138).
+	NetBIOS bool `mapstructure:"netbios"`
 }
 
 // AccountConfig is one logon: a name and either the password or the NT
@@ -144,7 +148,7 @@ func Default() Config {
 		HTTP: HTTP{Port: 80},
 		TFTP: TFTP{Port: 69},
 		RPC:  RPC{Port: 5040, EPMPort: 135},
-		SMB:  SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445},
+		SMB:  SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445, SessionPort: 139, NetBIOS: true},
 	}
 }
 
@@ -245,11 +249,6 @@ func (c *Config) Validate() error {
 	if c.RPC.EPMPort < 1 || c.RPC.EPMPort > 65535 {
 		return keyErr("rpc.epm_port", "%d is not a TCP port", c.RPC.EPMPort)
 	}
-	for key, p := range map[string]int{"http.port": c.HTTP.Port, "rpc.epm_port": c.RPC.EPMPort} {
-		if p == c.RPC.Port {
-			return keyErr("rpc.port", "%d is also %s", p, key)
-		}
-	}
 	if _, err := ParseAccounts(c.Accounts); err != nil {
 		return err
 	}
@@ -266,6 +265,19 @@ func (c *Config) Validate() error {
 	}
 	if c.SMB.Port < 1 || c.SMB.Port > 65535 {
 		return keyErr("smb.port", "%d is not a TCP port", c.SMB.Port)
+	}
+	if c.SMB.SessionPort < 1 || c.SMB.SessionPort > 65535 || c.SMB.SessionPort == c.SMB.Port {
+		return keyErr("smb.session_port", "%d is not a TCP port other than smb.port", c.SMB.SessionPort)
+	}
+	tcp := map[int]string{}
+	for _, p := range []struct {
+		key  string
+		port int
+	}{{"http.port", c.HTTP.Port}, {"rpc.epm_port", c.RPC.EPMPort}, {"rpc.port", c.RPC.Port}, {"smb.port", c.SMB.Port}, {"smb.session_port", c.SMB.SessionPort}} {
+		if other, dup := tcp[p.port]; dup {
+			return keyErr(p.key, "%d is also %s", p.port, other)
+		}
+		tcp[p.port] = p.key
 	}
 	if c.Boot.Initrd != "" && c.Boot.Kernel == "" {
 		return keyErr("boot.initrd", "set without boot.kernel")

@@ -206,4 +206,6 @@ func setDefaults(v *viper.Viper, d Config) {
 	v.SetDefault("smb.signing", d.SMB.Signing)
 	v.SetDefault("smb.encrypt", d.SMB.Encrypt)
 	v.SetDefault("smb.port", d.SMB.Port)
+	v.SetDefault("smb.session_port", d.SMB.SessionPort)
+	v.SetDefault("smb.netbios", d.SMB.NetBIOS)
 }

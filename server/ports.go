@@ -67,10 +67,16 @@ func (o *Orchestrator) PortTable() []PortStatus {
 	add("http", "tcp", o.RT.HTTP.Port, PortListening, "", o.http.Stats())
 	add("epmap", "tcp", o.RT.RPC.EPMPort, PortListening, "endpoint mapper", o.epm.Stats())
 	add("wds-rpc", "tcp", o.RT.RPC.Port, PortListening, "WDS control service", o.rpc.Stats())
-	add("nb-name", "udp", 137, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})
-	add("nb-dgram", "udp", 138, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})
-	add("nb-sess", "tcp", 139, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})
-	add("smb", "tcp", 445, PortNotBuilt, "SMB stage not built yet", stats.Snapshot{})
+	if o.nbns != nil {
+		add("nb-name", "udp", 137, PortListening, "answers for "+o.RT.SMB.Name, o.nbns.Stats())
+		add("nb-dgram", "udp", 138, PortListening, "received and dropped", o.nbdg.Stats())
+	} else {
+		add("nb-name", "udp", 137, PortOff, "smb.netbios off", stats.Snapshot{})
+		add("nb-dgram", "udp", 138, PortOff, "smb.netbios off", stats.Snapshot{})
+	}
+	smbStats := o.smb.Stats()
+	add("nb-sess", "tcp", o.RT.SMB.SessionPort, PortListening, "SMB through NetBIOS (counted with "+strconv.Itoa(o.RT.SMB.Port)+")", stats.Snapshot{})
+	add("smb", "tcp", o.RT.SMB.Port, PortListening, "image share \\"+o.RT.SMB.Name+"\\images", smbStats)
 	out = append(out, PortStatus{Service: "multicast", Proto: "udp", Port: r.String(), State: PortNotBuilt, Reason: "multicast not built yet"})
 	return out
 }

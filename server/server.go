@@ -27,7 +27,9 @@ import (
 	"github.com/netdeploy/netdeploy/server/dhcp"
 	"github.com/netdeploy/netdeploy/server/epm"
 	"github.com/netdeploy/netdeploy/server/httpboot"
+	"github.com/netdeploy/netdeploy/server/netbios"
 	"github.com/netdeploy/netdeploy/server/policy"
+	"github.com/netdeploy/netdeploy/server/smb"
 	"github.com/netdeploy/netdeploy/server/tftp"
 	"github.com/netdeploy/netdeploy/server/tracker"
 	"github.com/netdeploy/netdeploy/server/udprange"
@@ -104,6 +106,13 @@ type Orchestrator struct {
 	epm      *dcerpc.Server
 	rpcLn    net.Listener
 	epmLn    net.Listener
+	smb      *smb.Server
+	smbLn    net.Listener // direct TCP (445)
+	nbssLn   net.Listener // NetBIOS session service (139)
+	nbns     *netbios.Server
+	nbdg     *netbios.DatagramServer
+	nbnsConn *net.UDPConn
+	nbdgConn *net.UDPConn
 	ctlLn    net.Listener
 	ctl      *http.Server
 }
@@ -114,7 +123,7 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{rt.DataDir, rt.TFTP.Root} {
+	for _, d := range []string{rt.DataDir, rt.TFTP.Root, rt.ImagesDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -210,6 +219,21 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		Log:       log.With("service", "epm"),
 		Endpoints: []epm.Endpoint{{Annotation: "WdsRpcInterface", Syntax: *wdsv1.InterfaceSyntaxV1_0, Port: rt.RPC.Port}},
 	}
+	o.smb = &smb.Server{
+		Shares:         []smb.Share{{Name: "images", Path: rt.ImagesDir, Comment: "netdeploy image store", Encrypt: rt.SMB.Encrypt}},
+		Accounts:       accounts,
+		Guest:          rt.SMB.Guest,
+		RequireSigning: rt.SMB.Signing == "required",
+		Name:           rt.SMB.Name,
+		Port:           rt.SMB.Port,
+		Events:         events,
+		Log:            log.With("service", "smb"),
+	}
+	if rt.SMB.NetBIOS {
+		o.nbns = &netbios.Server{Name: rt.SMB.Name, Workgroup: rt.SMB.Workgroup, IP: rt.ServerIP, MAC: rt.Iface.MAC,
+			Interface: rt.Iface.Name, Events: events, Log: log.With("service", "netbios")}
+		o.nbdg = &netbios.DatagramServer{Interface: rt.Iface.Name, Log: log.With("service", "netbios")}
+	}
 	o.epm = &dcerpc.Server{
 		Interfaces: []dcerpc.Interface{{Name: "epm", Syntax: epm.Syntax(), Handle: mapper.Handle()}},
 		Port:       rt.RPC.EPMPort,
@@ -285,13 +309,26 @@ func (o *Orchestrator) Listen() error {
 		name string
 		port int
 		ln   *net.Listener
-	}{{"rpc", o.RT.RPC.Port, &o.rpcLn}, {"epm", o.RT.RPC.EPMPort, &o.epmLn}} {
+	}{{"rpc", o.RT.RPC.Port, &o.rpcLn}, {"epm", o.RT.RPC.EPMPort, &o.epmLn}, {"smb", o.RT.SMB.Port, &o.smbLn}, {"smb", o.RT.SMB.SessionPort, &o.nbssLn}} {
 		l, err := net.Listen("tcp4", net.JoinHostPort(ip.String(), strconv.Itoa(x.port)))
 		if err != nil {
 			o.Close()
 			return &ListenError{Service: x.name, Proto: "tcp", Port: x.port, Err: errors.Unwrap(err)}
 		}
 		*x.ln = l
+	}
+	if o.nbns != nil {
+		for _, x := range []struct {
+			port int
+			c    **net.UDPConn
+		}{{netbios.DefaultNamePort, &o.nbnsConn}, {netbios.DefaultDatagramPort, &o.nbdgConn}} {
+			c, err := netbios.ListenUDP(o.RT.Iface.Name, x.port)
+			if err != nil {
+				o.Close()
+				return &ListenError{Service: "netbios", Proto: "udp", Port: x.port, Err: causeOf(err)}
+			}
+			*x.c = c
+		}
 	}
 	cl, err := control.Listen(ControlSocket(o.RT.DataDir))
 	if err != nil {
@@ -311,17 +348,21 @@ func (o *Orchestrator) listenDHCP() error {
 		if errors.As(err, &le) {
 			port = le.Port
 		}
-		cause := errors.Unwrap(err)
-		if cause == nil {
-			cause = err
-		}
-		return &ListenError{Service: "dhcp", Proto: "udp", Port: port, Err: cause}
+		return &ListenError{Service: "dhcp", Proto: "udp", Port: port, Err: causeOf(err)}
 	}
 	o.dhcpMu.Lock()
 	o.dhcpLive = true
 	o.dhcpMu.Unlock()
 	close(o.dhcpGo)
 	return nil
+}
+
+// causeOf is the error a listen error wraps (the errno), or err itself.
+func causeOf(err error) error {
+	if c := errors.Unwrap(err); c != nil {
+		return c
+	}
+	return err
 }
 
 // Close releases sockets opened by Listen when the services never ran.
@@ -335,9 +376,14 @@ func (o *Orchestrator) Close() {
 	if o.tftpConn != nil {
 		o.tftpConn.Close()
 	}
-	for _, l := range []net.Listener{o.httpLn, o.rpcLn, o.epmLn} {
+	for _, l := range []net.Listener{o.httpLn, o.rpcLn, o.epmLn, o.smbLn, o.nbssLn} {
 		if l != nil {
 			l.Close()
+		}
+	}
+	for _, c := range []*net.UDPConn{o.nbnsConn, o.nbdgConn} {
+		if c != nil {
+			c.Close()
 		}
 	}
 	if o.ctlLn != nil {
@@ -354,6 +400,9 @@ func (o *Orchestrator) Services() []Service {
 		Service{Name: "http", Serve: func() error { return o.http.Serve(o.httpLn) }, Shutdown: o.http.Shutdown},
 		Service{Name: "rpc", Serve: func() error { return o.rpc.Serve(o.rpcLn) }, Shutdown: o.rpc.Shutdown},
 		Service{Name: "epm", Serve: func() error { return o.epm.Serve(o.epmLn) }, Shutdown: o.epm.Shutdown},
+		Service{Name: "smb", Serve: func() error { return o.smb.Serve(o.smbLn) }, Shutdown: o.smb.Shutdown},
+		// One SMB server holds both listeners: its Shutdown (above) ends this too.
+		Service{Name: "smb-139", Serve: func() error { return o.smb.ServeNetBIOS(o.nbssLn) }, Shutdown: func(context.Context) error { return nil }},
 		Service{Name: "control", Serve: func() error {
 			if err := o.ctl.Serve(o.ctlLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("control: %w", err)
@@ -467,6 +516,12 @@ func (o *Orchestrator) Announce() {
 	emit(tracker.StageHTTP, "tcp", o.RT.HTTP.Port)
 	emit(tracker.StageRPC, "tcp", o.RT.RPC.EPMPort)
 	emit(tracker.StageRPC, "tcp", o.RT.RPC.Port)
+	emit(tracker.StageSMB, "tcp", o.RT.SMB.Port)
+	emit(tracker.StageSMB, "tcp", o.RT.SMB.SessionPort)
+	if o.nbns != nil {
+		emit(tracker.StageSMB, "udp", netbios.DefaultNamePort)
+		emit(tracker.StageSMB, "udp", netbios.DefaultDatagramPort)
+	}
 }
 
 // SetAuthorization turns DHCP authorization on or off at once.

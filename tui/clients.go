@@ -184,7 +184,8 @@ func (c *client) fold(e tracker.Event) {
 			c.Result = ""
 		}
 	}
-	if isTransfer(e.Stage) && e.Detail != "size probe" {
+	// Steps without bytes (an SMB logon, a name query) are not transfers.
+	if isTransfer(e.Stage) && e.Detail != "size probe" && (e.File != "" || e.Bytes > 0 || e.Total > 0) {
 		c.foldTransfer(e)
 	}
 	if e.Event != tracker.KindProgress {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -170,13 +171,15 @@ func TestConsoleTmux(t *testing.T) {
 	con.keys("Enter")
 	con.waitText(5*time.Second, "UDP range is now 64600-64609")
 	stopCapture = capture(t, srv, "udp and src host 198.18.0.1 and not port 67", "udp.srcport")
-	if out, err := cli.Run(context.Background(), "tftp", "198.18.0.1", "-c", "get", "undionly.kpxe", filepath.Join(work, "u.kpxe")); err != nil {
-		t.Fatalf("tftp: %v %s", err, out)
+	got := filepath.Join(work, "u.kpxe")
+	out, err := cli.Run(context.Background(), "tftp", "198.18.0.1", "-c", "get", "undionly.kpxe", got)
+	if st, serr := os.Stat(got); err != nil || serr != nil || st.Size() == 0 {
+		t.Fatalf("tftp: %v %v %s", err, serr, out)
 	}
 	time.Sleep(time.Second)
 	ports := stopCapture()
 	if len(ports) == 0 {
-		t.Fatal("tshark saw no TFTP data")
+		t.Fatalf("tshark saw no TFTP data (tftp said %q)", out)
 	}
 	for _, p := range ports {
 		n, _ := strconv.Atoi(p)

@@ -220,6 +220,7 @@ func demoLoopback(ctx context.Context, o demoOptions, cio consoleIO) error {
 	c.PXE.Policy = o.policy
 	if os.Geteuid() != 0 {
 		c.TFTP.Port, c.HTTP.Port, c.RPC.EPMPort = 6969, 8080, 1135 // unprivileged ports
+		c.SMB.Port, c.SMB.SessionPort, c.SMB.NetBIOS = 1445, 1139, false
 	}
 	o.dataDir = dir
 	rt, err := demoRuntime(c, o)

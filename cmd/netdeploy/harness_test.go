@@ -211,6 +211,9 @@ func capture(t *testing.T, host *netlab.Host, filter string, fields ...string) (
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// "Capturing on" comes from tshark before its capture child has the
+	// filter on the socket: give it a moment, or a quick exchange is lost.
+	time.Sleep(time.Second)
 	stopped := false
 	stop = func() []string {
 		if !stopped {
