@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# SMB benchmark: smbclient gets a 256 MiB file from netdeploy and from
+# Samba's smbd (a private configuration) on a namespaced LAN, in one run,
+# unsigned and signed (SMB 3.1.1). Prints seconds (median of RUNS) and the
+# throughput ratio netdeploy / smbd (higher = netdeploy faster).
+# Usage: sudo bench/smb.sh [RUNS]
+source "$(dirname "$0")/lib.sh"
+runs=${1:-3}
+command -v smbd >/dev/null || { echo "needs Samba's smbd (apt-get install samba)"; exit 2; }
+command -v smbclient >/dev/null || { echo "needs smbclient (apt-get install smbclient)"; exit 2; }
+make_lan 24
+build_netdeploy
+mkdir -p "$work/root" "$work/data" "$work/samba"/{private,lock,state,cache,pid}
+chmod 755 "$work" "$work/root" # smbd reads as the benchmark user
+head -c $((256 << 20)) /dev/urandom > "$work/root/big.bin"
+want=$(sha256sum < "$work/root/big.bin")
+user=ndbench pass=bench-$$
+
+# Samba maps its users to Unix accounts: a throw-away one for this run.
+made_user=
+if ! id $user >/dev/null 2>&1; then
+  useradd -M -s /usr/sbin/nologin $user
+  made_user=1
+fi
+bench_cleanup() { [ -n "$made_user" ] && userdel $user 2>/dev/null || true; cleanup; }
+trap bench_cleanup EXIT
+
+cat > "$work/smb.conf" <<CONF
+[global]
+  workgroup = WORKGROUP
+  netbios name = SAMBABENCH
+  interfaces = 198.18.0.1/24
+  bind interfaces only = yes
+  smb ports = 445
+  disable netbios = yes
+  server min protocol = SMB2_02
+  server signing = auto
+  private dir = $work/samba/private
+  lock directory = $work/samba/lock
+  state directory = $work/samba/state
+  cache directory = $work/samba/cache
+  pid directory = $work/samba/pid
+  log file = $work/samba/log.%m
+  passdb backend = tdbsam:$work/samba/private/passdb.tdb
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+[images]
+  path = $work/root
+  read only = yes
+CONF
+printf '%s\n%s\n' "$pass" "$pass" | smbpasswd -c "$work/smb.conf" -a -s $user >/dev/null
+cat > "$work/netdeploy.yaml" <<CONF
+accounts:
+  - name: $user
+    password: $pass
+CONF
+
+start_server() {
+  case $1 in
+    netdeploy) in_srv "$work/netdeploy" serve --config "$work/netdeploy.yaml" --interface eth0 --dhcp-mode off \
+                 --data-dir "$work/data" --images-dir "$work/root" --log-level warn >/dev/null 2>"$work/nd.log" & ;;
+    smbd)      in_srv setsid smbd --foreground --no-process-group --configfile="$work/smb.conf" >"$work/smbd.out" 2>&1 & ;;
+  esac
+  pids+=($!)
+  wait_port t 445
+}
+
+# one_run MODE -> seconds
+one_run() {
+  local out="$work/out.bin" t0 t1 opt=()
+  [ "$1" = signed ] && opt=(--option='client signing=required')
+  rm -f "$out"
+  t0=$(date +%s.%N)
+  in_cli smbclient //198.18.0.1/images -U "$user%$pass" -m SMB3_11 "${opt[@]}" -c "get big.bin $out" >"$work/smbclient.out" 2>&1 \
+    || { echo "smbclient failed ($1):" >&2; cat "$work/smbclient.out" "$work/nd.log" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  [ "$(sha256sum < "$out")" = "$want" ] || { echo "corrupt download ($1)" >&2; exit 1; }
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A result
+for server in netdeploy smbd; do
+  start_server $server
+  for mode in unsigned signed; do
+    result[$server,$mode]=$(for _ in $(seq $runs); do one_run $mode; done | median)
+  done
+  stop_all
+done
+
+printf '\n256 MiB over SMB 3.1.1 with smbclient, median of %d runs (seconds; ratio = smbd time / netdeploy time)\n' "$runs"
+printf '%-10s %12s %12s %12s\n' mode netdeploy smbd ratio
+for mode in unsigned signed; do
+  nd=${result[netdeploy,$mode]} sd=${result[smbd,$mode]}
+  printf '%-10s %12.3f %12.3f %11.2fx\n' $mode "$nd" "$sd" "$(awk -v a="$sd" -v b="$nd" 'BEGIN { print a / b }')"
+done
