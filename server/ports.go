@@ -76,7 +76,7 @@ func (o *Orchestrator) PortTable() []PortStatus {
 	}
 	smbStats := o.smb.Stats()
 	add("nb-sess", "tcp", o.RT.SMB.SessionPort, PortListening, "SMB through NetBIOS (counted with "+strconv.Itoa(o.RT.SMB.Port)+")", stats.Snapshot{})
-	add("smb", "tcp", o.RT.SMB.Port, PortListening, "image share \\"+o.RT.SMB.Name+"\\images", smbStats)
+	add("smb", "tcp", o.RT.SMB.Port, PortListening, `image share \\`+o.RT.SMB.Name+`\images`, smbStats)
 	out = append(out, PortStatus{Service: "multicast", Proto: "udp", Port: r.String(), State: PortNotBuilt, Reason: "multicast not built yet"})
 	return out
 }

@@ -410,6 +410,12 @@ func (o *Orchestrator) Services() []Service {
 			return nil
 		}, Shutdown: o.ctl.Shutdown},
 	)
+	if o.nbns != nil {
+		out = append(out,
+			Service{Name: "netbios-ns", Serve: func() error { return o.nbns.Serve(o.nbnsConn) }, Shutdown: o.nbns.Shutdown},
+			Service{Name: "netbios-dgm", Serve: func() error { return o.nbdg.Serve(o.nbdgConn) }, Shutdown: o.nbdg.Shutdown},
+		)
+	}
 	return out
 }
 

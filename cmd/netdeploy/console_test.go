@@ -256,8 +256,8 @@ func TestDemoTmux(t *testing.T) {
 	t.Cleanup(func() { exec.Command("tmux", "-L", c.socket, "kill-server").Run() })
 	// Every machine gets an address, fetches its boot program by TFTP and
 	// ends with the initrd over HTTP.
-	done := regexp.MustCompile(`02:de:00:00:00:0\d +198\.18\.0\.\d+ +(bios|efi-x64) +DPTHR`)
-	c.waitScreen(60*time.Second, "three machines through DHCP, PXE, TFTP, HTTP and RPC", func(s string) bool {
+	done := regexp.MustCompile(`02:de:00:00:00:0\d +198\.18\.0\.\d+ +(bios|efi-x64) +DPTHRS`)
+	c.waitScreen(60*time.Second, "three machines through DHCP, PXE, TFTP, HTTP, RPC and SMB", func(s string) bool {
 		return len(done.FindAllString(s, -1)) == 3
 	})
 	out, _ := exec.Command("ip", "netns", "list").Output()
@@ -286,8 +286,8 @@ func TestDemoLoopback(t *testing.T) {
 		t.Fatalf("tmux: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("tmux", "-L", c.socket, "kill-server").Run() })
-	row := regexp.MustCompile(`02:de:7f:00:00:0\d +127\.0\.0\.1\d .*··THR`)
-	s := c.waitScreen(60*time.Second, "two loopback machines through TFTP, HTTP and RPC", func(s string) bool {
+	row := regexp.MustCompile(`02:de:7f:00:00:0\d +127\.0\.0\.1\d .*··THRS`)
+	s := c.waitScreen(60*time.Second, "two loopback machines through TFTP, HTTP, RPC and SMB", func(s string) bool {
 		return len(row.FindAllString(s, -1)) == 2
 	})
 	if strings.Contains(s, "(no MAC)") {

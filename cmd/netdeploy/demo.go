@@ -234,7 +234,7 @@ func demoLoopback(ctx context.Context, o demoOptions, cio consoleIO) error {
 			cl := &demo.Client{
 				Arch: []uint16{0, 7}[i%2], LocalIP: net.IPv4(127, 0, 0, byte(10+i)), Server: net.IPv4(127, 0, 0, 1),
 				TFTPPort: c.TFTP.Port, HTTPPort: c.HTTP.Port, BootFile: []string{"undionly.kpxe", "ipxe.efi"}[i%2],
-				Rate: o.rate, MAC: mac, Account: demoAccount, Password: demoPassword, EPMPort: c.RPC.EPMPort,
+				Rate: o.rate, MAC: mac, Account: demoAccount, Password: demoPassword, EPMPort: c.RPC.EPMPort, SMBPort: c.SMB.Port,
 			}
 			wg.Add(1)
 			go func() {
@@ -351,7 +351,7 @@ func writeDemoImages(dir string) error {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		if err := os.WriteFile(path, make([]byte, 1<<20), 0o644); err != nil {
+		if err := writeSparse(path, 16<<20); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 		if err := os.WriteFile(path+".json", []byte(im.manifest), 0o644); err != nil {
@@ -359,4 +359,17 @@ func writeDemoImages(dir string) error {
 		}
 	}
 	return nil
+}
+
+// writeSparse makes a file of size zero bytes without writing them.
+func writeSparse(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("demo: %w", err)
+	}
+	return f.Close()
 }

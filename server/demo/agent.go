@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	smb2 "github.com/hirochachacha/go-smb2"
 	msdcerpc "github.com/oiweiwei/go-msrpc/dcerpc"
 	msepm "github.com/oiweiwei/go-msrpc/msrpc/epm/epm/v3"
 	wdsv1 "github.com/oiweiwei/go-msrpc/msrpc/wdsc/wdsrpcinterface/v1"
@@ -78,5 +79,64 @@ func (c *Client) agent(ctx context.Context, log *slog.Logger) error {
 	if err := logMsg(wds.MsgClientGenericMessage, fmt.Sprintf("the server offers %d images", n)); err != nil {
 		return fmt.Errorf("demo: agent: log: %w", err)
 	}
+	if n == 0 {
+		return nil
+	}
+	// Step 6: the image over SMB, paced like the downloads before.
+	path, err := reply.Text(wds.V2ImageVar("Path", 0))
+	if err != nil {
+		return fmt.Errorf("demo: agent: image path: %w", err)
+	}
+	got, err := c.readImage(ctx, d, server, path)
+	if err != nil {
+		logMsg(wds.MsgClientError, "reading "+path+" failed: "+err.Error())
+		return err
+	}
+	log.Info("agent read its image over SMB", "file", path, "bytes", got)
+	if err := logMsg(wds.MsgClientFinished, fmt.Sprintf("read %s over SMB: %d bytes", path, got)); err != nil {
+		return fmt.Errorf("demo: agent: log: %w", err)
+	}
 	return nil
+}
+
+// readImage reads path from the server's images share with go-smb2 (the
+// client the imaging agent uses), NTLM in SPNEGO, at the client's rate.
+func (c *Client) readImage(ctx context.Context, d *net.Dialer, server, path string) (int64, error) {
+	port := c.SMBPort
+	if port == 0 {
+		port = 445
+	}
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(server, strconv.Itoa(port)))
+	if err != nil {
+		return 0, fmt.Errorf("demo: agent: smb dial: %w", err)
+	}
+	defer conn.Close()
+	sd := &smb2.Dialer{Initiator: &smb2.NTLMInitiator{User: c.Account, Password: c.Password}}
+	sess, err := sd.DialContext(ctx, conn)
+	if err != nil {
+		return 0, fmt.Errorf("demo: agent: smb logon: %w", err)
+	}
+	defer sess.Logoff()
+	share, err := sess.Mount(`\\` + server + `\images`)
+	if err != nil {
+		return 0, fmt.Errorf("demo: agent: smb tree connect: %w", err)
+	}
+	defer share.Umount()
+	f, err := share.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("demo: agent: smb open %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("demo: agent: smb stat %s: %w", path, err)
+	}
+	got, err := copyPaced(ctx, f, newPacer(c.Rate), nil)
+	if err != nil {
+		return got, fmt.Errorf("demo: agent: smb read %s: %w", path, err)
+	}
+	if got != st.Size() {
+		return got, fmt.Errorf("demo: agent: smb read %s: %d of %d bytes", path, got, st.Size())
+	}
+	return got, nil
 }

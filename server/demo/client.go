@@ -73,6 +73,8 @@ type Client struct {
 	Account, Password string
 	// EPMPort is the endpoint mapper's port (0: 135).
 	EPMPort int
+	// SMBPort is the image share's port (0: 445).
+	SMBPort int
 
 	// scriptRetry overrides ScriptRetry (tests).
 	scriptRetry time.Duration
