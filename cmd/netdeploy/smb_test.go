@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,23 @@ func TestSMBRealBinary(t *testing.T) {
 			t.Fatalf("smbclient get on %s: %v\n%s", port, err, out)
 		}
 		sameFile(t, "SMB port "+port, got, want)
+	}
+	// impacket's smbclient (run with /usr/bin/python3) reads it too.
+	const impacketSMB = "/usr/share/doc/python3-impacket/examples/smbclient.py"
+	if _, err := os.Stat(impacketSMB); err == nil {
+		dir := filepath.Join(work, "impacket")
+		os.MkdirAll(dir, 0o755)
+		cmds := filepath.Join(work, "impacket.cmds")
+		writeFile(t, cmds, []byte("use images\nls\nget disk.img\nexit\n"))
+		cmd := cli.Command(ctx, "/usr/bin/python3", impacketSMB, "-file", cmds, "tech:S3cret!@198.18.0.1")
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "disk.img") {
+			t.Fatalf("impacket smbclient: %v\n%s", err, out)
+		}
+		sameFile(t, "impacket smbclient", filepath.Join(dir, "disk.img"), want)
+	} else {
+		t.Errorf("impacket missing (%v): the test script installs python3-impacket", err)
 	}
 	if out, err := cli.Run(ctx, "smbclient", "//198.18.0.1/images", "-U", "tech%wrong", "-c", "ls"); err == nil || !strings.Contains(out, "NT_STATUS_LOGON_FAILURE") {
 		t.Errorf("wrong password: %v\n%s", err, out)

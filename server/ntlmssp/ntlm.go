@@ -180,6 +180,7 @@ func (n *Acceptor) Step(tok []byte) (out []byte, done bool, err error) {
 		return ch, false, nil
 	case 1:
 		n.state = 2
+		tok = withVersionAndMIC(tok)
 		am, err := CheckAuthenticate(tok)
 		if err != nil {
 			return nil, false, err
@@ -511,4 +512,40 @@ func NTHash(password string) [16]byte {
 		copy(h[:], sum)
 	}
 	return h
+}
+
+// withVersionAndMIC returns an AUTHENTICATE message laid out with the
+// Version and MIC fields ([MS-NLMP] 2.2.1.3: payload from offset 88).
+// Clients that negotiate no version (impacket) start the payload at 64 or
+// 72; go-msrpc's parser insists on the full header, so such a message is
+// rebuilt with a zero Version and MIC and the payload offsets moved. A
+// message that short has no MIC, so nothing signed changes.
+func withVersionAndMIC(tok []byte) []byte {
+	const full = 88
+	if len(tok) < 64 {
+		return tok
+	}
+	lowest := len(tok)
+	for _, at := range []int{12, 20, 28, 36, 44, 52} {
+		l := int(binary.LittleEndian.Uint16(tok[at:]))
+		off := int(binary.LittleEndian.Uint32(tok[at+4:]))
+		if l > 0 && off < lowest {
+			lowest = off
+		}
+	}
+	if lowest >= full || lowest < 64 {
+		return tok // already full, or malformed: the checks will say so
+	}
+	shift := full - lowest
+	out := make([]byte, 0, len(tok)+shift)
+	out = append(out, tok[:lowest]...)
+	out = append(out, make([]byte, shift)...)
+	out = append(out, tok[lowest:]...)
+	for _, at := range []int{12, 20, 28, 36, 44, 52} {
+		off := binary.LittleEndian.Uint32(out[at+4:])
+		if off >= uint32(lowest) {
+			binary.LittleEndian.PutUint32(out[at+4:], off+uint32(shift))
+		}
+	}
+	return out
 }

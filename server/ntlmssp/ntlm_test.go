@@ -269,3 +269,35 @@ func TestCheckAuthenticateRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestWithVersionAndMIC: an AUTHENTICATE whose payload starts at 64 (no
+// Version, no MIC, as impacket sends it) is laid out again from 88 with
+// every field's bytes unchanged.
+func TestWithVersionAndMIC(t *testing.T) {
+	payload := []byte("LMRESP--NTRESPONSEDOMAINUSERWKSKEY")
+	fields := [][2]int{{0, 8}, {8, 10}, {18, 6}, {24, 4}, {28, 3}, {31, 3}} // offset in payload, length
+	msg := make([]byte, 64)
+	copy(msg, "NTLMSSP\x00\x03\x00\x00\x00")
+	for i, at := range []int{12, 20, 28, 36, 44, 52} {
+		binary.LittleEndian.PutUint16(msg[at:], uint16(fields[i][1]))
+		binary.LittleEndian.PutUint16(msg[at+2:], uint16(fields[i][1]))
+		binary.LittleEndian.PutUint32(msg[at+4:], uint32(64+fields[i][0]))
+	}
+	msg = append(msg, payload...)
+	out := withVersionAndMIC(msg)
+	if len(out) != len(msg)+24 {
+		t.Fatalf("length %d, want %d", len(out), len(msg)+24)
+	}
+	for i, at := range []int{12, 20, 28, 36, 44, 52} {
+		off := int(binary.LittleEndian.Uint32(out[at+4:]))
+		if off != 88+fields[i][0] || string(out[off:off+fields[i][1]]) != string(payload[fields[i][0]:fields[i][0]+fields[i][1]]) {
+			t.Errorf("field %d at %d: %q", i, off, out[off:off+fields[i][1]])
+		}
+	}
+	if full := withVersionAndMIC(out); len(full) != len(out) {
+		t.Errorf("a full message was changed")
+	}
+	if short := withVersionAndMIC(msg[:40]); len(short) != 40 {
+		t.Errorf("a short message was changed")
+	}
+}
