@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SMB benchmark: smbclient gets a 256 MiB file from netdeploy and from
 # Samba's smbd (a private configuration) on a namespaced LAN, in one run,
-# unsigned and signed (SMB 3.1.1). Prints seconds (median of RUNS) and the
+# unsigned and signed (SMB 3.1.1), after one untimed transfer each. Prints
+# every run and the seconds (median of RUNS) and the
 # throughput ratio netdeploy / smbd (higher = netdeploy faster).
 # Usage: sudo bench/smb.sh [RUNS]
 source "$(dirname "$0")/lib.sh"
@@ -84,8 +85,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A result
 for server in netdeploy smbd; do
   start_server $server
+  # One untimed transfer each, so neither server is timed while it warms up.
+  for mode in unsigned signed; do one_run $mode >/dev/null; done
   for mode in unsigned signed; do
-    result[$server,$mode]=$(for _ in $(seq $runs); do one_run $mode; done | median)
+    times=$(for _ in $(seq $runs); do one_run $mode; done)
+    echo "$server $mode:" $times >&2
+    result[$server,$mode]=$(echo "$times" | median)
   done
   stop_all
 done

@@ -216,8 +216,9 @@ type response struct {
 	buf       le
 	sessionID uint64
 	treeID    uint32
-	fid       fileID // a CREATE's new FileId, for related requests
-	budget    int64  // read buffer bytes taken from the server's budget
+	fid       fileID    // a CREATE's new FileId, for related requests
+	budget    int64     // read buffer bytes taken from the server's budget
+	pooled    []*[]byte // read buffers to give back after the write
 	hasFID    bool
 	none      bool     // CANCEL: nothing is sent
 	keepBody  bool     // an error response whose body the handler wrote
@@ -260,7 +261,14 @@ func (c *conn) handleMessage(msg []byte, enc *session) error {
 	var out [][]byte
 	var signers []*session // the session signing each response, or nil
 	var budget int64
-	defer func() { c.srv.releaseBuffer(budget); c.chainRead = 0 }()
+	var pooled []*[]byte
+	defer func() {
+		c.srv.releaseBuffer(budget)
+		c.chainRead = 0
+		for _, bp := range pooled {
+			c.srv.putReadBuf(bp)
+		}
+	}()
 	var (
 		prevSess uint64
 		prevTree uint32
@@ -303,6 +311,7 @@ func (c *conn) handleMessage(msg []byte, enc *session) error {
 			}
 		}
 		budget += w.budget
+		pooled = append(pooled, w.pooled...)
 		if w.none {
 			continue
 		}

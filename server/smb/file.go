@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/tracker"
@@ -292,7 +293,17 @@ func (c *conn) read(r *request, w *response) (Status, error) {
 	start := len(w.buf)
 	c.srv.takeBuffer(int64(n))
 	w.budget += int64(n)
-	w.buf = append(w.buf, make([]byte, n)...)
+	// Large reads reuse pooled buffers (8 MiB each would otherwise be
+	// allocated per READ); the message handler returns them after the
+	// write. ReadAt fills the data: no zeroing pass, no copy.
+	if n >= pooledRead {
+		bp := c.srv.getReadBuf(start + n)
+		copy(*bp, w.buf[:start])
+		w.buf = (*bp)[:start+n]
+		w.pooled = append(w.pooled, bp)
+	} else {
+		w.buf = slices.Grow(w.buf, n)[:start+n]
+	}
 	got, err := o.f.ReadAt(w.buf[start:], int64(offset))
 	if err != nil && !errors.Is(err, io.EOF) {
 		c.log.Warn("smb read failed", "file", o.name, "err", err)

@@ -132,9 +132,10 @@ type Server struct {
 	wg          sync.WaitGroup
 	lastFull    time.Time
 
-	bufMu   sync.Mutex
-	bufCond *sync.Cond
-	bufUsed int64
+	readFree chan *[]byte // idle READ buffers
+	bufMu    sync.Mutex
+	bufCond  *sync.Cond
+	bufUsed  int64
 
 	rpcOnce sync.Once
 	rpc     *dcerpc.Server // srvsvc on IPC$
@@ -153,6 +154,7 @@ type share struct {
 
 func (s *Server) init() {
 	s.once.Do(func() {
+		s.readFree = make(chan *[]byte, readFreeMax)
 		s.bufCond = sync.NewCond(&s.bufMu)
 		rand.Read(s.guid[:])
 		s.startTime = time.Now()
@@ -190,6 +192,39 @@ func (s *Server) takeBuffer(n int64) {
 	s.bufUsed += n
 	s.bufMu.Unlock()
 }
+
+// pooledRead is the smallest READ whose buffer comes from the pool.
+const pooledRead = 64 << 10
+
+// getReadBuf returns a pooled buffer of length n (a READ response: header
+// and data).
+// The free list is a channel rather than a sync.Pool: a pool is emptied
+// by every garbage collection, and with 8 MiB buffers that happens often
+// enough that each transfer would start by allocating again.
+func (s *Server) getReadBuf(n int) *[]byte {
+	select {
+	case bp := <-s.readFree:
+		if cap(*bp) >= n {
+			*bp = (*bp)[:n]
+			return bp
+		}
+	default:
+	}
+	b := make([]byte, n, max(n, maxReadSize+256))
+	return &b
+}
+
+// putReadBuf gives a READ buffer back once its response is written; the
+// free list keeps at most readFreeMax of them.
+func (s *Server) putReadBuf(bp *[]byte) {
+	select {
+	case s.readFree <- bp:
+	default:
+	}
+}
+
+// readFreeMax caps the idle READ buffers kept (8 MiB each).
+const readFreeMax = 8
 
 func (s *Server) releaseBuffer(n int64) {
 	if n == 0 {
