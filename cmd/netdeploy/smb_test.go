@@ -43,6 +43,12 @@ func TestSMBRealBinary(t *testing.T) {
 		}
 		sameFile(t, "SMB port "+port, got, want)
 	}
+	// Windows clients do not care about case: neither does the share.
+	upper := filepath.Join(work, "got-upper")
+	if out, err := cli.Run(ctx, "smbclient", "//198.18.0.1/images", "-U", "tech%S3cret!", "-c", "get DISK.IMG "+upper); err != nil {
+		t.Fatalf("smbclient get DISK.IMG: %v\n%s", err, out)
+	}
+	sameFile(t, "SMB, name in another case", upper, want)
 	// impacket's smbclient (run with /usr/bin/python3) reads it too.
 	const impacketSMB = "/usr/share/doc/python3-impacket/examples/smbclient.py"
 	if _, err := os.Stat(impacketSMB); err == nil {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/netdeploy/netdeploy/server/pathfold"
 )
 
 // Errors from FS.Open. ErrInvalidPath means the name could never be
@@ -162,34 +164,7 @@ func openInRoot(root, name string) (File, error) {
 
 // foldName finds the on-disk spelling of name, matching each component
 // case-insensitively.
-func foldName(r *os.Root, name string) (string, bool) {
-	dir := "."
-	for _, part := range strings.Split(name, "/") {
-		d, err := r.Open(dir)
-		if err != nil {
-			return "", false
-		}
-		entries, err := d.ReadDir(-1)
-		d.Close()
-		if err != nil {
-			return "", false
-		}
-		found := ""
-		for _, e := range entries {
-			if strings.EqualFold(e.Name(), part) {
-				found = e.Name()
-				if e.Name() == part {
-					break
-				}
-			}
-		}
-		if found == "" {
-			return "", false
-		}
-		dir = path.Join(dir, found)
-	}
-	return dir, true
-}
+func foldName(r *os.Root, name string) (string, bool) { return pathfold.Find(r, name) }
 
 type osFile struct {
 	*os.File

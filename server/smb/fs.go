@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"unicode/utf8"
+
+	"github.com/netdeploy/netdeploy/server/pathfold"
 )
 
 // FS is the file tree a share serves. Names are slash-separated and
@@ -50,15 +52,30 @@ type rootFS struct {
 
 func (f rootFS) dir() string { return f.path }
 
+// Open and Stat match names without case when the exact spelling does
+// not exist, as Windows clients expect ([MS-FSCC] 2.1.5).
 func (f rootFS) Open(name string) (File, error) {
 	fh, err := f.r.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if folded, ok := pathfold.Find(f.r, name); ok {
+			fh, err = f.r.Open(folded)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return fh, nil
 }
 
-func (f rootFS) Stat(name string) (fs.FileInfo, error) { return f.r.Stat(name) }
+func (f rootFS) Stat(name string) (fs.FileInfo, error) {
+	fi, err := f.r.Stat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if folded, ok := pathfold.Find(f.r, name); ok {
+			return f.r.Stat(folded)
+		}
+	}
+	return fi, err
+}
 
 // resolve turns an SMB2 CREATE path ([MS-SMB2] 2.2.13: relative to the
 // share, backslash-separated) into an FS name. It refuses, with
