@@ -213,7 +213,7 @@ func (c *conn) handleBind(h header, frag []byte) bool {
 		c.log.Info("dcerpc bad bind", "err", err)
 		return nak(reasonNotSpecified)
 	}
-	if c.srv.limiter.blocked(c.ip) {
+	if c.srv.limiter.Blocked(c.ip) {
 		c.log.Info("dcerpc bind refused: too many failed logons from this address")
 		return nak(reasonLocalLimitExceeded)
 	}
@@ -275,7 +275,7 @@ func (c *conn) handleAlterContext(h header, frag []byte) bool {
 		var tok []byte
 		switch {
 		case c.sec == nil:
-			if c.srv.limiter.blocked(c.ip) {
+			if c.srv.limiter.Blocked(c.ip) {
 				c.log.Info("dcerpc alter_context refused: too many failed logons from this address")
 				return c.writeFault(h.callID, 0, StatusAccessDenied, true)
 			}
@@ -416,8 +416,8 @@ func (c *conn) authFailed(sc *secContext, err error) {
 	who := sc.attempted()
 	c.log.Warn("dcerpc logon failed", "account", who, "mech", sc.mechName(), "err", err)
 	c.event(tracker.KindError, "logon failed for "+who)
-	if c.srv.limiter.fail(c.ip) {
-		block := c.srv.limiter.block
+	if c.srv.limiter.Fail(c.ip) {
+		block := c.srv.limiter.Block
 		c.log.Warn("dcerpc too many failed logons; refusing binds from this address", "for", block)
 		c.event(tracker.KindError, fmt.Sprintf("too many failed logons; binds refused for %s", block))
 	}

@@ -13,6 +13,7 @@ import (
 
 	msdcerpc "github.com/oiweiwei/go-msrpc/dcerpc"
 
+	"github.com/netdeploy/netdeploy/server/ntlmssp"
 	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
@@ -103,7 +104,7 @@ type Server struct {
 
 	once      sync.Once
 	ifaces    []serverIface
-	limiter   logonLimiter
+	limiter   ntlmssp.LogonLimiter
 	baseCtx   context.Context
 	cancel    context.CancelFunc
 	assocNext atomic.Uint32
@@ -133,9 +134,9 @@ func (s *Server) init() {
 			it := &s.Interfaces[i]
 			s.ifaces = append(s.ifaces, serverIface{syntax: toSyntax(&it.Syntax), iface: it})
 		}
-		s.limiter.limit = orDefault(s.LogonLimit, DefaultLogonLimit)
-		s.limiter.block = orDefault(s.LogonBlock, DefaultLogonBlock)
-		s.limiter.now = time.Now
+		s.limiter.Limit = orDefault(s.LogonLimit, DefaultLogonLimit)
+		s.limiter.Block = orDefault(s.LogonBlock, DefaultLogonBlock)
+		s.limiter.Now = time.Now
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
 		s.assocNext.Store(uint32(time.Now().UnixNano()&0xffff) << 8)
 	})

@@ -110,6 +110,11 @@ type Server struct {
 	// IdleTimeout closes a connection that sends nothing for this long.
 	// 0: DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// LogonLimit failed logons from one address within a minute refuse
+	// that address's logons for LogonBlock. 0: DefaultLogonLimit,
+	// DefaultLogonBlock.
+	LogonLimit int
+	LogonBlock time.Duration
 	// HandshakeTimeout closes a connection that has no authenticated
 	// session this long after it was accepted. 0: DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
@@ -133,6 +138,7 @@ type Server struct {
 	lastFull    time.Time
 
 	readFree chan *[]byte // idle READ buffers
+	limiter  ntlmssp.LogonLimiter
 	bufMu    sync.Mutex
 	bufCond  *sync.Cond
 	bufUsed  int64
@@ -155,6 +161,8 @@ type share struct {
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.readFree = make(chan *[]byte, readFreeMax)
+		s.limiter.Limit = orDefaultInt(s.LogonLimit, DefaultLogonLimit)
+		s.limiter.Block = orDefaultDuration(s.LogonBlock, DefaultLogonBlock)
 		s.bufCond = sync.NewCond(&s.bufMu)
 		rand.Read(s.guid[:])
 		s.startTime = time.Now()
@@ -437,4 +445,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return fmt.Errorf("smb: shutdown: %w", ctx.Err())
 		}
 	}
+}
+
+// Defaults for the failed-logon limit, as the RPC service has them.
+const (
+	DefaultLogonLimit = 5
+	DefaultLogonBlock = 5 * time.Minute
+)
+
+func orDefaultInt(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func orDefaultDuration(v, d time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return d
 }

@@ -125,6 +125,10 @@ func (c *conn) sessionSetup(r *request, w *response) (Status, error) {
 	if flags&sessFlagBinding != 0 {
 		return StatusRequestNotAccepted, nil // no multichannel
 	}
+	if c.srv.limiter.Blocked(c.ip) {
+		// Too many failed logons from this address lately.
+		return StatusLogonFailure, nil
+	}
 	var s *session
 	if r.h.SessionID == 0 {
 		if len(c.sessions) >= MaxSessions {
@@ -165,6 +169,10 @@ func (c *conn) sessionSetup(r *request, w *response) (Status, error) {
 		if acc.Examined() {
 			c.log.Info("smb logon failed", "account", who, "err", err)
 			c.event(tracker.Event{Event: tracker.KindError, Detail: "logon failed for " + who})
+			if c.srv.limiter.Fail(c.ip) {
+				c.log.Warn("smb logons refused for a while: too many failures", "block", c.srv.limiter.Block)
+				c.event(tracker.Event{Event: tracker.KindError, Detail: "logons refused for " + c.srv.limiter.Block.String() + " after repeated failures"})
+			}
 		}
 		return StatusLogonFailure, nil
 	}

@@ -187,3 +187,26 @@ func TestSmbclientListShares(t *testing.T) {
 		})
 	}
 }
+
+// TestLogonLimit: after LogonLimit failures from one address, even the
+// right password is refused for a while, and one event says so.
+func TestLogonLimit(t *testing.T) {
+	ts := newTestServer(t, false, func(s *Server) { s.LogonLimit, s.LogonBlock = 2, time.Hour })
+	for range 2 {
+		if out, err := ts.smbclient(t, "images", "-U", testUser+"%wrong", "-c", "ls"); err == nil {
+			t.Fatalf("wrong password accepted:\n%s", out)
+		}
+	}
+	if out, err := ts.smbclient(t, "images", "-U", testUser+"%"+testPass, "-c", "ls"); err == nil || !strings.Contains(out, "LOGON_FAILURE") {
+		t.Fatalf("logon while blocked: %v\n%s", err, out)
+	}
+	blocks := 0
+	for _, e := range ts.events.all() {
+		if strings.Contains(e.Detail, "logons refused") {
+			blocks++
+		}
+	}
+	if blocks != 1 {
+		t.Errorf("%d block events, want 1", blocks)
+	}
+}

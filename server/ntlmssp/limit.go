@@ -1,4 +1,4 @@
-package dcerpc
+package ntlmssp
 
 import (
 	"sync"
@@ -11,14 +11,23 @@ const logonWindow = time.Minute
 // maxLimitedIPs bounds the addresses the limiter remembers.
 const maxLimitedIPs = 4096
 
-// logonLimiter counts failed logons per client address and refuses an
-// address for a while once it fails too often.
-type logonLimiter struct {
-	mu    sync.Mutex
-	limit int
-	block time.Duration
-	now   func() time.Time
-	ips   map[string]*logonFailures
+// LogonLimiter counts failed logons per client address and refuses an
+// address for a while once it fails too often. Set Limit and Block
+// before use; Now is time.Now when nil. Safe for concurrent use.
+type LogonLimiter struct {
+	Limit int           // failures within a minute that start a block
+	Block time.Duration // how long a blocked address stays refused
+	Now   func() time.Time
+
+	mu  sync.Mutex
+	ips map[string]*logonFailures
+}
+
+func (l *LogonLimiter) now() time.Time {
+	if l.Now == nil {
+		return time.Now()
+	}
+	return l.Now()
 }
 
 type logonFailures struct {
@@ -26,17 +35,17 @@ type logonFailures struct {
 	blockedUntil time.Time
 }
 
-// blocked reports whether ip is refused now.
-func (l *logonLimiter) blocked(ip string) bool {
+// Blocked reports whether ip is refused now.
+func (l *LogonLimiter) Blocked(ip string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := l.ips[ip]
 	return f != nil && l.now().Before(f.blockedUntil)
 }
 
-// fail records a failed logon from ip and reports whether it started a
+// Fail records a failed logon from ip and reports whether it started a
 // block (true once per block).
-func (l *logonLimiter) fail(ip string) bool {
+func (l *LogonLimiter) Fail(ip string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -59,17 +68,17 @@ func (l *logonLimiter) fail(ip string) bool {
 		}
 	}
 	f.recent = append(keep, now)
-	if len(f.recent) < l.limit {
+	if len(f.recent) < l.Limit {
 		return false
 	}
 	f.recent = f.recent[:0]
-	f.blockedUntil = now.Add(l.block)
+	f.blockedUntil = now.Add(l.Block)
 	return true
 }
 
 // prune forgets addresses with nothing recent; if too many remain, it
 // forgets arbitrary ones that are not blocked.
-func (l *logonLimiter) prune(now time.Time) {
+func (l *LogonLimiter) prune(now time.Time) {
 	if len(l.ips) < maxLimitedIPs {
 		return
 	}
