@@ -57,6 +57,6 @@ console working against simulated clients.`,
 	}
 	config.AddFlags(root.Flags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServe(), newCtl(), newDemo(), newDemoClient(), newImage(), newReport())
+	root.AddCommand(newServe(), newCtl(), newDemo(), newDemoClient(), newImage(), newReport(), newAgent())
 	return root
 }

@@ -121,6 +121,15 @@ func (t *Tracker) record(e Event) {
 		c.Arch = e.Arch
 	}
 	c.LastSeen = e.Time
+	if e.Event == KindLog {
+		// A client's own log line is history; it does not move the
+		// client to another stage (an agent logs while it applies).
+		c.History = append(c.History, Step{Time: e.Time, Stage: e.Stage, Event: e.Event, Port: e.Port, Detail: e.Detail})
+		if len(c.History) > t.history {
+			c.History = append(c.History[:0:0], c.History[len(c.History)-t.history:]...)
+		}
+		return
+	}
 	c.LastEvent = e.Event
 	// An error inside a stage is recorded but is not terminal by itself:
 	// the client may retry (firmware often does). StageFailed is.

@@ -121,3 +121,14 @@ func TestAddressOnlyRecordMerges(t *testing.T) {
 		t.Fatalf("clients = %+v", cs)
 	}
 }
+
+func TestLogLinesKeepTheStage(t *testing.T) {
+	tr := New()
+	mac := "02:00:00:00:00:09"
+	tr.Emit(Event{MAC: mac, Stage: StageApply, Event: KindProgress, Bytes: 10, Total: 100})
+	tr.Emit(Event{MAC: mac, Stage: StageRPC, Event: KindLog, Detail: "agent: writing"})
+	c, _ := tr.Client(mac)
+	if c.Stage != StageApply || c.Bytes != 10 || len(c.History) != 1 || c.History[0].Detail != "agent: writing" {
+		t.Fatalf("after a log line: %+v", c)
+	}
+}

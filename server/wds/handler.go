@@ -85,6 +85,7 @@ func (h *Handler) Message(ctx context.Context, req *wdsrpc.MessageRequest) (resp
 	}()
 	d := DecideBytes(b, caller, h.state())
 	h.report(caller, d)
+	h.reportApply(caller, d, b) // apply.go
 	return response(d.Reply), nil
 }
 

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/netdeploy/netdeploy/imaging/agent"
+	"github.com/netdeploy/netdeploy/imaging/initramfs"
+	"github.com/netdeploy/netdeploy/imaging/pid1"
+)
+
+// newAgent is "netdeploy agent": the imaging agent a bare machine boots
+// into. As /init of its initramfs (PID 1) it prepares the machine first:
+// file systems, driver modules, links; its settings then come from the
+// kernel command line (netdeploy.server=, netdeploy.account=,
+// netdeploy.password=, netdeploy.image=, netdeploy.target=,
+// netdeploy.after=reboot|poweroff|halt).
+func newAgent() *cobra.Command {
+	var (
+		cfg    agent.Config
+		server string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Deploy an image onto this machine's disk (or a file) from a netdeploy server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			cfg.Log = log
+			if os.Getpid() == 1 {
+				return agentAsInit(cmd, cfg, log)
+			}
+			if server != "" {
+				ip := net.ParseIP(server)
+				if ip == nil || ip.To4() == nil {
+					return usageError{fmt.Errorf("--server %q is not an IPv4 address", server)}
+				}
+				cfg.Server = ip.To4()
+			}
+			if cfg.TargetFile == "" {
+				return usageError{errors.New("--target-file is required (a file, or a block device such as /dev/sda)")}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := agent.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployed %s (%s): %d bytes, sha256 %s, in %s\n", res.Name, res.Path, res.Bytes, res.SHA256, res.Duration.Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "server address (default: learned by DHCP on --iface)")
+	f.StringVar(&cfg.Iface, "iface", "", "interface for DHCP")
+	f.StringVar(&cfg.Account, "account", "", "account for the RPC and SMB logons")
+	f.StringVar(&cfg.Password, "password", "", "its password")
+	f.StringVar(&cfg.Image, "image", "", "image name or path (default: the first raw image)")
+	f.StringVar(&cfg.TargetFile, "target-file", "", "where to write the image: a file or a block device")
+	f.IntVar(&cfg.EPMPort, "epm-port", 0, "endpoint mapper port (default 135)")
+	f.IntVar(&cfg.SMBPort, "smb-port", 0, "SMB port (default 445)")
+	return cmd
+}
+
+// agentAsInit runs the agent as PID 1 of its initramfs.
+func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
+	if err := pid1.MountBasics(); err != nil {
+		log.Error("agent: mounts", "err", err)
+	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	args := pid1.CmdlineArgs(string(cmdline))
+	after, err := pid1.ParseAction(args["after"])
+	if err != nil {
+		log.Warn("agent: netdeploy.after", "err", err)
+	}
+	if mods, err := filepath.Glob("/lib/modules/*"); err == nil && len(mods) > 0 {
+		if f, err := os.Open("/" + initramfs.LoadList); err == nil {
+			list, err := pid1.ReadLoadList(f)
+			f.Close()
+			if err == nil {
+				if err := pid1.LoadModules(mods[0], list); err != nil {
+					log.Warn("agent: some modules did not load", "err", err)
+				}
+			}
+		}
+	}
+	ifaces, err := pid1.EthernetInterfaces()
+	if err != nil || len(ifaces) == 0 {
+		log.Error("agent: no network interface", "err", err)
+		return pid1.Finish(pid1.Halt)
+	}
+	for _, n := range ifaces {
+		if err := pid1.LinkUp(n); err != nil {
+			log.Warn("agent: link up", "iface", n, "err", err)
+		}
+	}
+	cfg.Iface = ifaces[0]
+	if s := args["server"]; s != "" {
+		cfg.Server = net.ParseIP(s).To4()
+	}
+	cfg.Account, cfg.Password, cfg.Image, cfg.TargetFile = args["account"], args["password"], args["image"], args["target"]
+	if p, err := strconv.Atoi(args["smb_port"]); err == nil {
+		cfg.SMBPort = p
+	}
+	res, err := agent.Run(context.Background(), cfg)
+	if err != nil {
+		log.Error("agent: deployment failed", "err", err)
+		fmt.Fprintln(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-FAILED:", err)
+		return pid1.Finish(pid1.Halt) // stay up so the console can be read
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-DONE: %s sha256 %s\n", res.Path, res.SHA256)
+	return pid1.Finish(after)
+}
