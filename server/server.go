@@ -115,6 +115,8 @@ type Orchestrator struct {
 	nbdgConn *net.UDPConn
 	ctlLn    net.Listener
 	ctl      *http.Server
+
+	reportSub *tracker.Subscription // the deployment report's view of events
 }
 
 // New builds the services from a resolved configuration. Nothing is
@@ -200,6 +202,8 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		Log:               log.With("service", "dhcp"),
 	}
 	o.Catalog = &imaging.Catalog{Dir: rt.ImagesDir}
+	// Subscribed now, so that no event before the services run is missed.
+	o.reportSub = o.Tracker.Subscribe()
 	accounts := make([]dcerpc.Account, 0, len(rt.Accounts))
 	for _, a := range rt.Accounts {
 		accounts = append(accounts, dcerpc.Account{Name: a.Name, NTHash: a.NTHash})
@@ -410,6 +414,7 @@ func (o *Orchestrator) Services() []Service {
 			return nil
 		}, Shutdown: o.ctl.Shutdown},
 	)
+	out = append(out, o.reportService())
 	if o.nbns != nil {
 		out = append(out,
 			Service{Name: "netbios-ns", Serve: func() error { return o.nbns.Serve(o.nbnsConn) }, Shutdown: o.nbns.Shutdown},

@@ -66,6 +66,7 @@ type applier struct {
 	written  int64     // uncompressed bytes written
 	h        hash.Hash // of the written bytes
 	lastSent time.Time
+	started  bool // the first apply report went out
 }
 
 // run copies the image, retrying the SMB transfer when the connection
@@ -74,9 +75,6 @@ type applier struct {
 // and the byte count.
 func (a *applier) run(ctx context.Context) (string, int64, error) {
 	a.h = sha256.New()
-	if err := a.progress(ctx, true); err != nil {
-		a.log.Warn("agent could not report progress", "err", err)
-	}
 	wait := smbBackoff
 	for try := 1; ; try++ {
 		err := a.attempt(ctx)
@@ -151,6 +149,14 @@ func (a *applier) attempt(ctx context.Context) error {
 		return &smbError{fmt.Errorf("agent: smb stat %s: %w", a.im.Path, err)}
 	}
 	size := st.Size()
+	if !a.started {
+		// The apply stage starts once the image is open on the share,
+		// so the events read smb, then apply.
+		a.started = true
+		if err := a.progress(ctx, true); err != nil {
+			a.log.Warn("agent could not report progress", "err", err)
+		}
+	}
 	var src io.Reader
 	switch a.im.Compression {
 	case "":
