@@ -331,7 +331,7 @@ func (c *Catalog) Summary() string {
 		for _, im := range list {
 			total += im.Size
 		}
-		s = fmt.Sprintf("%d %s, %s", len(list), plural(len(list), "image"), sizeString(total))
+		s = fmt.Sprintf("%d %s, %s", len(list), plural(len(list), "image"), SizeString(total))
 	}
 	if len(problems) > 0 {
 		s += fmt.Sprintf(", %d %s", len(problems), plural(len(problems), "problem"))

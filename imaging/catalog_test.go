@@ -132,7 +132,7 @@ func TestCatalog(t *testing.T) {
 		t.Errorf("problem text %q", p)
 	}
 
-	if got, want := c.Summary(), "8 images, 9.0K, 6 problems"; got != want {
+	if got, want := c.Summary(), "8 images, 9.0KiB, 6 problems"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 	if l2, err := c.List(); err != nil || files(l2) != files(list) {

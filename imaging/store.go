@@ -47,16 +47,17 @@ func Summary(dir string) string {
 	return (&Catalog{Dir: dir}).Summary()
 }
 
-func sizeString(n int64) string {
+// SizeString shows a byte count in binary units: "512B", "1.5MiB".
+func SizeString(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%dB", n)
 	}
-	f, units := float64(n), "KMGTP"
+	f, units := float64(n), "KMGTPE"
 	i := -1
 	for f >= unit && i < len(units)-1 {
 		f /= unit
 		i++
 	}
-	return fmt.Sprintf("%.1f%c", f, units[i])
+	return fmt.Sprintf("%.1f%ciB", f, units[i])
 }

@@ -25,7 +25,7 @@ func TestScanAndSummary(t *testing.T) {
 	if len(list) != 3 || list[0].Name != "a.img" || list[1].Name != "b.IMG.ZST" || list[1].Size != 2048 || list[2].Name != "d.img.gz" {
 		t.Fatalf("scan = %+v", list)
 	}
-	if got := Summary(dir); got != "3 images, 3.0K, 1 problem" {
+	if got := Summary(dir); got != "3 images, 3.0KiB, 1 problem" {
 		t.Errorf("summary = %q", got)
 	}
 	// A real WIM counts each of its images, at its TOTALBYTES.
@@ -36,7 +36,7 @@ func TestScanAndSummary(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "c.wim"), two, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := Summary(dir); got != "5 images, 3.0K" {
+	if got := Summary(dir); got != "5 images, 3.0KiB" {
 		t.Errorf("summary = %q", got)
 	}
 	if got := Summary(filepath.Join(dir, "a.img")); got[:12] != "unreadable: " {

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,19 +39,7 @@ func TestAuthorizationForeignServer(t *testing.T) {
 	rogue := lab.AddHost("rogue", "198.18.0.2/24", "02:00:00:00:0e:0e")
 	cli := lab.AddHost("cli", "", "02:00:00:00:02:01")
 	work := t.TempDir()
-	dm := rogue.Command(context.Background(), "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--pid-file=",
-		"--dhcp-range=198.18.0.150,198.18.0.160,1h", "--interface=eth0", "--bind-interfaces",
-		"--dhcp-leasefile="+filepath.Join(work, "dnsmasq.leases"))
-	if err := dm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	dmDone := make(chan struct{})
-	go func() { dm.Wait(); close(dmDone) }()
-	defer func() { dm.Process.Kill(); <-dmDone }()
-	waitFor(t, 15*time.Second, "dnsmasq on port 67", func() bool {
-		out, _ := rogue.Run(context.Background(), "ss", "-lun", "sport = :67")
-		return strings.Contains(out, ":67")
-	})
+	stopDNSMasq := foreignDHCP(t, rogue, work)
 
 	data := filepath.Join(work, "data")
 	nd := serveIn(t, srv, "--interface", "eth0", "--data-dir", data, "--dhcp-pool", "198.18.0.100-198.18.0.120", "--dhcp-authorization")
@@ -92,8 +81,7 @@ func TestAuthorizationForeignServer(t *testing.T) {
 	if st := ctl(t, data, "authorization", "off"); !strings.Contains(st, `"authorized": true`) {
 		t.Errorf("status after authorization off: %s", st)
 	}
-	dm.Process.Kill()
-	<-dmDone
+	stopDNSMasq()
 	l, err = udhcpc(t, cli, work, "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000")
 	if err != nil {
 		t.Fatal(err)
@@ -146,4 +134,27 @@ func TestApprovePolicy(t *testing.T) {
 		t.Errorf("approved client still pending: %s", p)
 	}
 	nd.stop()
+}
+
+// foreignDHCP starts dnsmasq as a foreign DHCP server (pool
+// 198.18.0.150-160) on host's eth0 and waits until it listens; stop kills
+// it (also run at cleanup).
+func foreignDHCP(t *testing.T, host *netlab.Host, work string) (stop func()) {
+	t.Helper()
+	dm := host.Command(context.Background(), "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--pid-file=",
+		"--dhcp-range=198.18.0.150,198.18.0.160,1h", "--interface=eth0", "--bind-interfaces",
+		"--dhcp-leasefile="+filepath.Join(work, "dnsmasq.leases"))
+	if err := dm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { dm.Wait(); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { dm.Process.Kill(); <-done }) }
+	t.Cleanup(stop)
+	waitFor(t, 15*time.Second, "dnsmasq on port 67", func() bool {
+		out, _ := host.Run(context.Background(), "ss", "-lun", "sport = :67")
+		return strings.Contains(out, ":67")
+	})
+	return stop
 }

@@ -124,19 +124,7 @@ func TestConsoleTmux(t *testing.T) {
 	// 2. The authorization key. A foreign DHCP server appears; pressing a
 	// turns the check on, the header turns unauthorized, and a new client
 	// gets its lease from the foreign server only.
-	dm := rogue.Command(context.Background(), "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--pid-file=",
-		"--dhcp-range=198.18.0.150,198.18.0.160,1h", "--interface=eth0", "--bind-interfaces",
-		"--dhcp-leasefile="+filepath.Join(work, "dnsmasq.leases"))
-	if err := dm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	dmDone := make(chan struct{})
-	go func() { dm.Wait(); close(dmDone) }()
-	defer func() { dm.Process.Kill(); <-dmDone }()
-	waitFor(t, 15*time.Second, "dnsmasq on port 67", func() bool {
-		out, _ := rogue.Run(context.Background(), "ss", "-lun", "sport = :67")
-		return strings.Contains(out, ":67")
-	})
+	stopDNSMasq := foreignDHCP(t, rogue, work)
 	con.keys("a")
 	con.waitText(30*time.Second, "UNAUTHORIZED")
 	stopCapture := capture(t, srv, "udp src port 67 and src host 198.18.0.1", "ip.dst")
@@ -154,8 +142,7 @@ func TestConsoleTmux(t *testing.T) {
 	// And off again: netdeploy answers at once.
 	con.keys("a")
 	con.waitText(5*time.Second, "authorization off")
-	dm.Process.Kill()
-	<-dmDone
+	stopDNSMasq()
 	if l2, err = udhcpc(t, cli2, work, "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000"); err != nil || l2["serverid"] != "198.18.0.1" {
 		t.Errorf("after authorization off: lease %v, %v", l2, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+
+	"github.com/netdeploy/netdeploy/imaging"
 )
 
 // tableTime is how the table shows times, in the zone they were recorded in.
@@ -60,19 +62,7 @@ func WriteCSV(w io.Writer, recs []Record) error {
 }
 
 // SizeString shows a byte count in binary units: "512B", "1.5MiB".
-func SizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f, units := float64(n), "KMGTPE"
-	i := -1
-	for f >= unit && i < len(units)-1 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f%ciB", f, units[i])
-}
+func SizeString(n int64) string { return imaging.SizeString(n) }
 
 func cell(s string) string {
 	if s == "" {
