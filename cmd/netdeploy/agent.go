@@ -113,6 +113,22 @@ func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
 	if p, err := strconv.Atoi(args["smb_port"]); err == nil {
 		cfg.SMBPort = p
 	}
+	if cfg.TargetFile == "" || !filepath.IsAbs(cfg.TargetFile) {
+		// netdeploy.target=sdb names a disk; none: the largest fixed one.
+		disks, err := pid1.Disks("/sys/block")
+		if err == nil {
+			var d pid1.Disk
+			if d, err = pid1.PickDisk(disks, cfg.TargetFile, 0); err == nil {
+				cfg.TargetFile = "/dev/" + d.Name
+				log.Info("agent: target disk", "disk", cfg.TargetFile, "bytes", d.Size)
+			}
+		}
+		if err != nil {
+			log.Error("agent: no target disk", "err", err)
+			fmt.Fprintln(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-FAILED:", err)
+			return pid1.Finish(pid1.Halt)
+		}
+	}
 	res, err := agent.Run(context.Background(), cfg)
 	if err != nil {
 		log.Error("agent: deployment failed", "err", err)
