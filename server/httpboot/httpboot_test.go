@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,17 +18,8 @@ import (
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
-type events struct {
-	mu sync.Mutex
-	l  []tracker.Event
-}
-
-func (e *events) Emit(ev tracker.Event) { e.mu.Lock(); e.l = append(e.l, ev); e.mu.Unlock() }
-func (e *events) all() []tracker.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]tracker.Event(nil), e.l...)
-}
+// events keeps the events a test server emits.
+type events = tracker.Recorder
 
 func start(t *testing.T) (string, *events, []byte) {
 	t.Helper()
@@ -92,7 +82,7 @@ func TestDownloadAndEvents(t *testing.T) {
 		t.Fatalf("status %d, %d bytes", resp.StatusCode, len(b))
 	}
 	var kinds []tracker.Kind
-	for _, e := range ev.all() {
+	for _, e := range ev.All() {
 		if e.MAC != "52:54:00:12:34:56" || e.Stage != tracker.StageHTTP || e.File != "big.bin" || e.Port != 8080 {
 			t.Errorf("event %+v", e)
 		}
@@ -104,7 +94,7 @@ func TestDownloadAndEvents(t *testing.T) {
 	if len(kinds) < 2 || kinds[0] != tracker.KindStart || kinds[len(kinds)-1] != tracker.KindDone {
 		t.Fatalf("kinds %v", kinds)
 	}
-	if last := ev.all()[len(kinds)-1]; last.Bytes != int64(len(big)) {
+	if last := ev.All()[len(kinds)-1]; last.Bytes != int64(len(big)) {
 		t.Errorf("done bytes %d", last.Bytes)
 	}
 
@@ -112,13 +102,13 @@ func TestDownloadAndEvents(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, big[100:200]) {
 		t.Fatalf("range: %d %d", resp.StatusCode, len(b))
 	}
-	evs := ev.all()
+	evs := ev.All()
 	if last := evs[len(evs)-1]; last.Event != tracker.KindDone || last.Bytes != 100 {
 		t.Errorf("range done event %+v, want 100 bytes", last)
 	}
 	// The script is counted once, whatever ServeContent does first.
 	get(t, base+"/boot.ipxe?mac=52-54-00-12-34-56", nil)
-	evs = ev.all()
+	evs = ev.All()
 	if last := evs[len(evs)-1]; last.File != "boot.ipxe" || last.Bytes != last.Total || last.Total == 0 {
 		t.Errorf("script done event %+v", last)
 	}
@@ -155,7 +145,7 @@ func TestScriptAndErrors(t *testing.T) {
 		}
 	}
 	var errs int
-	for _, e := range ev.all() {
+	for _, e := range ev.All() {
 		if e.Event == tracker.KindError {
 			errs++
 		}
@@ -185,12 +175,12 @@ func TestScriptMACFromAddress(t *testing.T) {
 		t.Fatalf("script with query %q", b)
 	}
 	found := false
-	for _, e := range ev.all() {
+	for _, e := range ev.All() {
 		if e.File == "boot.ipxe" && e.MAC == "52:54:00:aa:bb:01" {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("events do not name the client: %+v", ev.all())
+		t.Errorf("events do not name the client: %+v", ev.All())
 	}
 }

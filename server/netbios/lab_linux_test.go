@@ -164,7 +164,7 @@ func TestLabNmblookup(t *testing.T) {
 		t.Errorf("nmblookup -A: %d names, want 3", n)
 	}
 
-	answered := len(l.ev.all())
+	answered := len(l.ev.All())
 	for _, args := range [][]string{
 		{"-U", "198.18.0.1", "OTHER"},
 		{"-B", "198.18.0.255", "OTHER"},
@@ -175,7 +175,7 @@ func TestLabNmblookup(t *testing.T) {
 			t.Errorf("nmblookup %v: answered:\n%s", args, out)
 		}
 	}
-	evs := l.ev.all()
+	evs := l.ev.All()
 	if len(evs) != answered || answered != 7 {
 		t.Fatalf("%d events (%d before the other names), want 7: %+v", len(evs), answered, evs)
 	}

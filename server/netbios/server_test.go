@@ -8,30 +8,14 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
-// eventLog is a tracker.Emitter that keeps every event.
-type eventLog struct {
-	mu     sync.Mutex
-	events []tracker.Event
-}
-
-func (l *eventLog) Emit(e tracker.Event) {
-	l.mu.Lock()
-	l.events = append(l.events, e)
-	l.mu.Unlock()
-}
-
-func (l *eventLog) all() []tracker.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]tracker.Event(nil), l.events...)
-}
+// eventLog keeps the events a test server emits.
+type eventLog = tracker.Recorder
 
 // testLog writes to the test log when NETBIOS_TEST_LOG is set, and is
 // silent (at debug level, so every log call still runs) otherwise.
@@ -121,7 +105,7 @@ func TestServeLoopback(t *testing.T) {
 	if st.PacketsIn != 8 || st.PacketsOut != 2 || st.BytesOut == 0 || st.BytesIn == 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	evs := ev.all()
+	evs := ev.All()
 	if len(evs) != 2 {
 		t.Fatalf("events %+v", evs)
 	}

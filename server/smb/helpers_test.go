@@ -16,28 +16,13 @@ import (
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
+// eventLog keeps the events a test server emits.
+type eventLog = tracker.Recorder
+
 const (
 	testUser = "deploy"
 	testPass = "s3cret-Pw"
 )
-
-// eventLog collects events.
-type eventLog struct {
-	mu  sync.Mutex
-	evs []tracker.Event
-}
-
-func (l *eventLog) Emit(e tracker.Event) {
-	l.mu.Lock()
-	l.evs = append(l.evs, e)
-	l.mu.Unlock()
-}
-
-func (l *eventLog) all() []tracker.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]tracker.Event(nil), l.evs...)
-}
 
 type testServer struct {
 	srv    *Server

@@ -27,7 +27,7 @@ func TestEvents(t *testing.T) {
 	}
 	size := int64(len(bigContent()))
 	var logon, tree, start, done bool
-	for _, e := range ts.events.all() {
+	for _, e := range ts.events.All() {
 		if e.Stage != tracker.StageSMB || e.Proto != "tcp" || e.IP != "127.0.0.1" || e.Port != ts.port {
 			t.Fatalf("event %+v: wrong stage, proto, ip or port", e)
 		}
@@ -47,7 +47,7 @@ func TestEvents(t *testing.T) {
 		}
 	}
 	if !logon || !tree || !start || !done {
-		t.Errorf("events: logon %t tree %t start %t done %t: %+v", logon, tree, start, done, ts.events.all())
+		t.Errorf("events: logon %t tree %t start %t done %t: %+v", logon, tree, start, done, ts.events.All())
 	}
 }
 
@@ -60,7 +60,7 @@ func TestProgressRate(t *testing.T) {
 		c.call(cmdRead, readBody(f, 0, 1))
 	}
 	n := 0
-	for _, e := range ts.events.all() {
+	for _, e := range ts.events.All() {
 		if e.Event == tracker.KindProgress && e.File == "small.txt" {
 			n++
 		}
@@ -70,7 +70,7 @@ func TestProgressRate(t *testing.T) {
 	}
 	c.call(cmdClose, closeBody(f))
 	var done bool
-	for _, e := range ts.events.all() {
+	for _, e := range ts.events.All() {
 		done = done || e.Event == tracker.KindDone && e.File == "small.txt"
 	}
 	if !done {

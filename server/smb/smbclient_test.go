@@ -124,7 +124,7 @@ func TestSmbclientLogonRefused(t *testing.T) {
 		})
 	}
 	var failed int
-	for _, e := range ts.events.all() {
+	for _, e := range ts.events.All() {
 		if e.Event == "error" && strings.HasPrefix(e.Detail, "logon failed for ") {
 			failed++
 		}
@@ -201,7 +201,7 @@ func TestLogonLimit(t *testing.T) {
 		t.Fatalf("logon while blocked: %v\n%s", err, out)
 	}
 	blocks := 0
-	for _, e := range ts.events.all() {
+	for _, e := range ts.events.All() {
 		if strings.Contains(e.Detail, "logons refused") {
 			blocks++
 		}

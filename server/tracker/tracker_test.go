@@ -132,3 +132,13 @@ func TestLogLinesKeepTheStage(t *testing.T) {
 		t.Fatalf("after a log line: %+v", c)
 	}
 }
+
+func TestRecorder(t *testing.T) {
+	var r Recorder
+	r.Emit(Event{MAC: "a"})
+	got := r.All()
+	r.Emit(Event{MAC: "b"})
+	if len(got) != 1 || got[0].MAC != "a" || len(r.All()) != 2 {
+		t.Fatalf("recorder %v then %v", got, r.All())
+	}
+}
