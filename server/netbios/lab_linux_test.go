@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/netlab"
+	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
@@ -194,7 +195,7 @@ func TestLabNmblookup(t *testing.T) {
 			t.Errorf("no event %q in %v", d, details)
 		}
 	}
-	if st := l.s.Stats(); st.PacketsOut != 7 || st.PacketsIn < 10 {
+	if st := settledStats(l.s, func(st stats.Snapshot) bool { return st.PacketsOut >= 7 }); st.PacketsOut != 7 || st.PacketsIn < 10 {
 		t.Errorf("stats %+v", st)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
@@ -101,7 +102,8 @@ func TestServeLoopback(t *testing.T) {
 		t.Fatalf("node status reply %+v", p)
 	}
 
-	st := s.Stats()
+	// A reply is counted after it is written: the client may read it first.
+	st := settledStats(s, func(st stats.Snapshot) bool { return st.PacketsOut >= 2 })
 	if st.PacketsIn != 8 || st.PacketsOut != 2 || st.BytesOut == 0 || st.BytesIn == 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -214,4 +216,16 @@ func TestDecodeDatagram(t *testing.T) {
 			t.Errorf("%q: %v", b, err)
 		}
 	}
+}
+
+// settledStats polls the server's counters until done holds or five seconds
+// pass, and returns the last snapshot for the caller to check.
+func settledStats(s *Server, done func(stats.Snapshot) bool) stats.Snapshot {
+	deadline := time.Now().Add(5 * time.Second)
+	st := s.Stats()
+	for !done(st) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		st = s.Stats()
+	}
+	return st
 }
