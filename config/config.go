@@ -39,6 +39,7 @@ type Config struct {
 	HTTP      HTTP   `mapstructure:"http"`
 	RPC       RPC    `mapstructure:"rpc"`
 	SMB       SMB    `mapstructure:"smb"`
+	Deploy    Deploy `mapstructure:"deploy"`
 	// Accounts may log on to the RPC service (and, later, SMB).
 	Accounts []AccountConfig `mapstructure:"accounts"`
 
@@ -70,6 +71,26 @@ type Boot struct {
 	Kernel  string `mapstructure:"kernel"`
 	Initrd  string `mapstructure:"initrd"`
 	Cmdline string `mapstructure:"cmdline"`
+	// Agent is the static netdeploy binary put in the agent's initramfs
+	// when no initrd is given (default: this binary, which must then be
+	// built with CGO_ENABLED=0).
+	Agent string `mapstructure:"agent"`
+}
+
+// Deploy says which image a client gets and how long an agent may stay
+// silent.
+type Deploy struct {
+	// DefaultImage is the image of clients without an assignment; empty:
+	// the client chooses at its own console.
+	DefaultImage string `mapstructure:"default_image"`
+	// Assign maps a client's MAC to an image name.
+	Assign map[string]string `mapstructure:"assign"`
+	// SilentTimeout marks a deploying client failed when nothing was heard
+	// from it for this long.
+	SilentTimeout time.Duration `mapstructure:"silent_timeout"`
+	// After is what the agent does once the image is verified: reboot,
+	// poweroff or halt.
+	After string `mapstructure:"after"`
 }
 
 // TFTP configures the TFTP root.
@@ -149,6 +170,7 @@ func Default() Config {
 		TFTP: TFTP{Port: 69},
 		RPC:  RPC{Port: 5040, EPMPort: 135},
 		SMB:  SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445, SessionPort: 139, NetBIOS: true},
+		Deploy: Deploy{SilentTimeout: 5 * time.Minute, After: "reboot"},
 	}
 }
 
@@ -192,6 +214,17 @@ func (c *Config) Finish() {
 	}
 	c.DHCP.Mode = strings.ToLower(strings.TrimSpace(c.DHCP.Mode))
 	c.PXE.Policy = strings.ToLower(strings.TrimSpace(c.PXE.Policy))
+	c.Deploy.After = strings.ToLower(strings.TrimSpace(c.Deploy.After))
+	if len(c.Deploy.Assign) > 0 {
+		norm := make(map[string]string, len(c.Deploy.Assign))
+		for mac, img := range c.Deploy.Assign {
+			if hw, err := net.ParseMAC(strings.ReplaceAll(strings.TrimSpace(mac), "-", ":")); err == nil {
+				mac = hw.String()
+			}
+			norm[mac] = strings.TrimSpace(img)
+		}
+		c.Deploy.Assign = norm
+	}
 }
 
 // Validate checks everything that can be checked without looking at the
@@ -279,10 +312,29 @@ func (c *Config) Validate() error {
 		}
 		tcp[p.port] = p.key
 	}
+	for mac, img := range c.Deploy.Assign {
+		if hw, err := net.ParseMAC(mac); err != nil || len(hw) != 6 {
+			return keyErr("deploy.assign", "%q is not a MAC address", mac)
+		}
+		if img == "" {
+			return keyErr("deploy.assign", "%s: empty image name", mac)
+		}
+	}
+	if c.Deploy.SilentTimeout < 10*time.Second {
+		return keyErr("deploy.silent_timeout", "%s is too short (at least 10s: the agent reports every second, but disks stall)", c.Deploy.SilentTimeout)
+	}
+	switch c.Deploy.After {
+	case "reboot", "poweroff", "halt":
+	default:
+		return keyErr("deploy.after", "%q: want reboot, poweroff or halt", c.Deploy.After)
+	}
+	if c.Boot.Agent != "" && c.Boot.Initrd != "" {
+		return keyErr("boot.agent", "set with boot.initrd: the agent goes into the initramfs netdeploy builds, which boot.initrd replaces")
+	}
 	if c.Boot.Initrd != "" && c.Boot.Kernel == "" {
 		return keyErr("boot.initrd", "set without boot.kernel")
 	}
-	for key, p := range map[string]string{"boot.kernel": c.Boot.Kernel, "boot.initrd": c.Boot.Initrd} {
+	for key, p := range map[string]string{"boot.kernel": c.Boot.Kernel, "boot.initrd": c.Boot.Initrd, "boot.agent": c.Boot.Agent} {
 		if p == "" {
 			continue
 		}

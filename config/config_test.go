@@ -250,3 +250,47 @@ func TestDefaultPool(t *testing.T) {
 		}
 	}
 }
+
+func TestDeployKeys(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "netdeploy.yaml")
+	if err := os.WriteFile(file, []byte("deploy:\n  default_image: base\n  silent_timeout: 90s\n  after: PowerOff\n  assign:\n    52-54-00-AA-BB-01: win11\n    \"52:54:00:aa:bb:02\": debian\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--config", file}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Finish()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := c.Deploy
+	if d.DefaultImage != "base" || d.SilentTimeout != 90*time.Second || d.After != "poweroff" ||
+		d.Assign["52:54:00:aa:bb:01"] != "win11" || d.Assign["52:54:00:aa:bb:02"] != "debian" || len(d.Assign) != 2 {
+		t.Fatalf("deploy %+v", d)
+	}
+	for _, bad := range []struct {
+		key string
+		set func(*Config)
+	}{
+		{"deploy.assign", func(c *Config) { c.Deploy.Assign = map[string]string{"nope": "x"} }},
+		{"deploy.assign", func(c *Config) { c.Deploy.Assign = map[string]string{"52:54:00:aa:bb:01": ""} }},
+		{"deploy.silent_timeout", func(c *Config) { c.Deploy.SilentTimeout = time.Second }},
+		{"deploy.after", func(c *Config) { c.Deploy.After = "explode" }},
+		{"boot.agent", func(c *Config) { c.Boot.Agent = "/nonexistent/netdeploy" }},
+	} {
+		c := Default()
+		bad.set(&c)
+		c.Finish()
+		var e *Error
+		if err := c.Validate(); !errors.As(err, &e) || e.Key != bad.key {
+			t.Errorf("want an error on %s, got %v", bad.key, err)
+		}
+	}
+}

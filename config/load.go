@@ -29,6 +29,10 @@ func flagKeys() [][2]string {
 		{"kernel", "boot.kernel"},
 		{"initrd", "boot.initrd"},
 		{"cmdline", "boot.cmdline"},
+		{"agent", "boot.agent"},
+		{"default-image", "deploy.default_image"},
+		{"silent-timeout", "deploy.silent_timeout"},
+		{"after", "deploy.after"},
 		{"tftp-root", "tftp.root"},
 		{"tftp-port", "tftp.port"},
 		{"http-port", "http.port"},
@@ -61,6 +65,10 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("kernel", "", "default boot entry: Linux kernel")
 	fs.String("initrd", "", "default boot entry: initrd")
 	fs.String("cmdline", d.Boot.Cmdline, "default boot entry: kernel command line")
+	fs.String("agent", "", "static netdeploy binary for the agent's initramfs (default: this one)")
+	fs.String("default-image", "", "image for clients without an assignment (default: the client chooses)")
+	fs.Duration("silent-timeout", d.Deploy.SilentTimeout, "mark a deploying client failed after this long without a word")
+	fs.String("after", d.Deploy.After, "what a deployed machine does: reboot, poweroff or halt")
 	fs.String("tftp-root", "", "extra files served over TFTP and HTTP (default: data-dir/tftp)")
 	fs.Int("tftp-port", d.TFTP.Port, "TFTP port")
 	fs.Int("http-port", d.HTTP.Port, "HTTP boot port")
@@ -208,4 +216,9 @@ func setDefaults(v *viper.Viper, d Config) {
 	v.SetDefault("smb.port", d.SMB.Port)
 	v.SetDefault("smb.session_port", d.SMB.SessionPort)
 	v.SetDefault("smb.netbios", d.SMB.NetBIOS)
+	v.SetDefault("boot.agent", d.Boot.Agent)
+	v.SetDefault("deploy.default_image", d.Deploy.DefaultImage)
+	v.SetDefault("deploy.assign", d.Deploy.Assign)
+	v.SetDefault("deploy.silent_timeout", d.Deploy.SilentTimeout)
+	v.SetDefault("deploy.after", d.Deploy.After)
 }
