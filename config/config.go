@@ -164,12 +164,12 @@ func Default() Config {
 			Mode:  ModeAuthoritative,
 			Lease: time.Hour,
 		},
-		PXE:  PXE{Policy: string(policy.All)},
-		Boot: Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
-		HTTP: HTTP{Port: 80},
-		TFTP: TFTP{Port: 69},
-		RPC:  RPC{Port: 5040, EPMPort: 135},
-		SMB:  SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445, SessionPort: 139, NetBIOS: true},
+		PXE:    PXE{Policy: string(policy.All)},
+		Boot:   Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
+		HTTP:   HTTP{Port: 80},
+		TFTP:   TFTP{Port: 69},
+		RPC:    RPC{Port: 5040, EPMPort: 135},
+		SMB:    SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445, SessionPort: 139, NetBIOS: true},
 		Deploy: Deploy{SilentTimeout: 5 * time.Minute, After: "reboot"},
 	}
 }
