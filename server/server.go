@@ -23,6 +23,7 @@ import (
 	"github.com/netdeploy/netdeploy/imaging"
 	"github.com/netdeploy/netdeploy/server/boot"
 	"github.com/netdeploy/netdeploy/server/control"
+	"github.com/netdeploy/netdeploy/server/creds"
 	"github.com/netdeploy/netdeploy/server/dcerpc"
 	"github.com/netdeploy/netdeploy/server/dhcp"
 	"github.com/netdeploy/netdeploy/server/epm"
@@ -117,6 +118,13 @@ type Orchestrator struct {
 	ctl      *http.Server
 
 	reportSub *tracker.Subscription // the deployment report's view of events
+
+	// Creds holds the one-time logons handed out in boot scripts.
+	Creds    *creds.Store
+	assignMu sync.Mutex
+	assigned map[string]string // MAC -> image, set through the control API
+
+	entryProblem string // why there is no default boot entry
 }
 
 // New builds the services from a resolved configuration. Nothing is
@@ -131,26 +139,33 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		}
 	}
 	o := &Orchestrator{
-		RT:      rt,
-		Tracker: tracker.New(),
-		Ports:   udprange.NewLive(rt.Range),
-		log:     log,
-		dhcpGo:  make(chan struct{}),
-		stopped: make(chan struct{}),
+		RT:       rt,
+		Tracker:  tracker.New(),
+		Ports:    udprange.NewLive(rt.Range),
+		log:      log,
+		dhcpGo:   make(chan struct{}),
+		stopped:  make(chan struct{}),
+		Creds:    &creds.Store{},
+		assigned: map[string]string{},
 	}
 	o.Policy = policy.NewStatic(rt.Policy, rt.PXE.Known)
 	o.Policy.OnPending = func(mac string) {
 		o.Tracker.Emit(tracker.Event{MAC: mac, Stage: tracker.StagePXE, Event: tracker.KindPending, Detail: "waiting for approval"})
 		o.log.Info("client waits for approval", "mac", mac)
 	}
-	events := macFiller{t: o.Tracker, lookup: neighborMAC}
-	base := boot.BaseURL(rt.ServerIP, rt.HTTP.Port)
-	entry := boot.Entry{Kernel: rt.Boot.Kernel, Initrd: rt.Boot.Initrd, Cmdline: rt.Boot.Cmdline}
+	events := credRevoker{next: macFiller{t: o.Tracker, lookup: neighborMAC}, o: o}
+	entry, problem := bootEntry(rt, log)
+	if problem != "" {
+		log.Warn("no default boot entry: clients get a script that says so", "reason", problem)
+	} else if entry.Agent {
+		log.Info("default boot entry: the imaging agent", "kernel", entry.Kernel)
+	}
+	o.entryProblem = problem
 	o.FS = &boot.FS{
 		Root:    rt.TFTP.Root,
 		IPXEDir: rt.Boot.IPXEDir,
 		Entry:   entry,
-		Script:  func() []byte { return boot.Script(boot.ScriptParams{BaseURL: base, Entry: entry}) },
+		Script:  func() []byte { return o.script("") },
 	}
 	o.tftp = &tftp.Server{
 		FS:           o.FS,
@@ -210,11 +225,12 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 	}
 	wdsHandler := &wds.Handler{Images: o.Catalog, Events: events, Log: log.With("service", "rpc"), Port: rt.RPC.Port}
 	o.rpc = &dcerpc.Server{
-		Interfaces: []dcerpc.Interface{{Name: "WdsRpcInterface", Syntax: *wdsv1.InterfaceSyntaxV1_0, Handle: wdsv1.NewInterfaceServerHandle(wdsHandler)}},
-		Accounts:   accounts,
-		Port:       rt.RPC.Port,
-		Events:     events,
-		Log:        log.With("service", "rpc"),
+		Interfaces:    []dcerpc.Interface{{Name: "WdsRpcInterface", Syntax: *wdsv1.InterfaceSyntaxV1_0, Handle: wdsv1.NewInterfaceServerHandle(wdsHandler)}},
+		Accounts:      accounts,
+		AccountLookup: o.accountLookup,
+		Port:          rt.RPC.Port,
+		Events:        events,
+		Log:           log.With("service", "rpc"),
 	}
 	mapper := &epm.Mapper{
 		ServerIP:  rt.ServerIP,
@@ -226,6 +242,7 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 	o.smb = &smb.Server{
 		Shares:         []smb.Share{{Name: "images", Path: rt.ImagesDir, Comment: "netdeploy image store", Encrypt: rt.SMB.Encrypt}},
 		Accounts:       accounts,
+		AccountLookup:  o.accountLookup,
 		Guest:          rt.SMB.Guest,
 		RequireSigning: rt.SMB.Signing == "required",
 		Name:           rt.SMB.Name,
@@ -274,7 +291,7 @@ func maxBlock(mtu int) int {
 
 // script renders the iPXE script for one client, honouring the policy.
 func (o *Orchestrator) script(mac string) []byte {
-	p := boot.ScriptParams{BaseURL: boot.BaseURL(o.RT.ServerIP, o.RT.HTTP.Port), Entry: o.FS.Entry}
+	p := boot.ScriptParams{BaseURL: boot.BaseURL(o.RT.ServerIP, o.RT.HTTP.Port), Entry: o.FS.Entry, Problem: o.entryProblem}
 	if mac == "" {
 		p.Denied = o.Policy.Mode() != policy.All
 	} else {
@@ -284,6 +301,10 @@ func (o *Orchestrator) script(mac string) []byte {
 		case policy.Deny:
 			p.Denied = true
 		}
+	}
+	if p.Entry.Agent && !p.Pending && !p.Denied {
+		// Only an approved client gets a one-time logon.
+		p.Args = o.agentArgs(mac)
 	}
 	return boot.Script(p)
 }

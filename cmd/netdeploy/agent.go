@@ -113,6 +113,9 @@ func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
 	if p, err := strconv.Atoi(args["smb_port"]); err == nil {
 		cfg.SMBPort = p
 	}
+	if p, err := strconv.Atoi(args["epm_port"]); err == nil {
+		cfg.EPMPort = p
+	}
 	if cfg.TargetFile == "" || !filepath.IsAbs(cfg.TargetFile) {
 		// netdeploy.target=sdb names a disk; none: the largest fixed one.
 		disks, err := pid1.Disks("/sys/block")

@@ -16,10 +16,10 @@ import (
 )
 
 // TestAgentRealBinary: an image registered with "netdeploy image add" is
-// deployed by two "netdeploy agent" processes in their own namespaces at
-// once onto files, byte-identical; a third asks for an image whose
+// deployed by four "netdeploy agent" processes in their own namespaces at
+// once onto files, byte-identical; a fifth asks for an image whose
 // manifest lies and fails on the checksum. The events show apply and done
-// (or failed) per MAC, and "netdeploy report" lists all three.
+// (or failed) per MAC, and "netdeploy report" lists all five.
 func TestAgentRealBinary(t *testing.T) {
 	lab := netlab.New(t)
 	srv := lab.AddHost("srv", "198.18.0.1/24", "")
@@ -53,8 +53,11 @@ func TestAgentRealBinary(t *testing.T) {
 	runs := []*run{
 		{host: lab.AddHost("a1", "198.18.0.11/24", "02:00:00:00:07:01"), image: "Appliance"},
 		{host: lab.AddHost("a2", "198.18.0.12/24", "02:00:00:00:07:02"), image: "Appliance"},
-		{host: lab.AddHost("a3", "198.18.0.13/24", "02:00:00:00:07:03"), image: "Broken"},
+		{host: lab.AddHost("a3", "198.18.0.13/24", "02:00:00:00:07:03"), image: "Appliance"},
+		{host: lab.AddHost("a4", "198.18.0.14/24", "02:00:00:00:07:04"), image: "Appliance"},
+		{host: lab.AddHost("a5", "198.18.0.15/24", "02:00:00:00:07:05"), image: "Broken"},
 	}
+	good, broken := runs[:4], runs[4]
 	var wg sync.WaitGroup
 	for i, r := range runs {
 		r.target = filepath.Join(work, "disk"+string(rune('1'+i)))
@@ -68,13 +71,13 @@ func TestAgentRealBinary(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for _, r := range runs[:2] {
+	for _, r := range good {
 		if r.err != nil {
 			t.Fatalf("agent in %s: %v\n%s", r.host.Name, r.err, r.out)
 		}
 		sameFile(t, "deployed by "+r.host.Name, r.target, want)
 	}
-	if r := runs[2]; r.err == nil || !strings.Contains(r.out, "checksum") {
+	if r := broken; r.err == nil || !strings.Contains(r.out, "checksum") {
 		t.Fatalf("agent with a lying manifest: %v\n%s", r.err, r.out)
 	}
 	for _, r := range runs {
@@ -108,17 +111,17 @@ func TestAgentRealBinary(t *testing.T) {
 		t.Fatalf("netdeploy report: %v\n%s", err, out)
 	}
 	recs, _, err := report.Scan(report.Path(data))
-	if err != nil || len(recs) != 3 {
+	if err != nil || len(recs) != len(runs) {
 		b, _ := json.Marshal(recs)
 		t.Fatalf("report: %v, %d records: %s\n%s", err, len(recs), b, out)
 	}
 	for _, rec := range recs {
 		switch rec.MAC {
-		case runs[0].host.MAC.String(), runs[1].host.MAC.String():
+		case good[0].host.MAC.String(), good[1].host.MAC.String(), good[2].host.MAC.String(), good[3].host.MAC.String():
 			if rec.Result != report.ResultDone || rec.Bytes != int64(len(want)) || rec.Image != "appliance.img" || rec.SHA256 == "" {
 				t.Errorf("record %+v", rec)
 			}
-		case runs[2].host.MAC.String():
+		case broken.host.MAC.String():
 			if rec.Result != report.ResultFailed || !strings.Contains(rec.Reason, "checksum") {
 				t.Errorf("record %+v", rec)
 			}

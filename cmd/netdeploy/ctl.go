@@ -62,6 +62,14 @@ func newCtl() *cobra.Command {
 		&cobra.Command{Use: "dhcp-mode authoritative|proxy|off", Short: "Switch the DHCP mode at once", Args: cobra.ExactArgs(1), RunE: func(_ *cobra.Command, a []string) error {
 			return show("PUT", "/v1/dhcp_mode", map[string]string{"mode": a[0]})
 		}},
+		get("assignments", "List which image each assigned client gets", "/v1/assign"),
+		&cobra.Command{Use: "assign MAC [IMAGE]", Short: "Give a client an image (without IMAGE: remove its assignment)", Args: cobra.RangeArgs(1, 2), RunE: func(_ *cobra.Command, a []string) error {
+			img := ""
+			if len(a) == 2 {
+				img = a[1]
+			}
+			return show("PUT", "/v1/assign", map[string]string{"mac": a[0], "image": img})
+		}},
 		&cobra.Command{Use: "policy all|known|approve", Short: "Change the PXE policy", Args: cobra.ExactArgs(1), RunE: func(_ *cobra.Command, a []string) error {
 			return show("PUT", "/v1/policy", map[string]string{"policy": a[0]})
 		}},

@@ -29,7 +29,11 @@ func binary(t *testing.T) string {
 		}
 		os.Chmod(dir, 0o755) // other users run it too (privilege test)
 		builtPath = filepath.Join(dir, "netdeploy")
-		out, err := exec.Command("go", "build", "-o", builtPath, ".").CombinedOutput()
+		// Static, as README builds it: the binary is also the agent in the
+		// initramfs it serves.
+		build := exec.Command("go", "build", "-o", builtPath, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v: %s", err, out)
 		}

@@ -34,7 +34,16 @@ type Entry struct {
 	Kernel  string // path on this machine; empty: no boot entry
 	Initrd  string // path on this machine; optional
 	Cmdline string
+	// BuildInitrd, when Initrd is empty, returns the path of an initrd
+	// built on first use (the imaging agent's initramfs).
+	BuildInitrd func() (string, error)
+	// Agent says the entry boots the imaging agent: each client's script
+	// then carries its settings on the command line.
+	Agent bool
 }
+
+// HasInitrd reports whether the entry loads an initrd.
+func (e Entry) HasInitrd() bool { return e.Initrd != "" || e.BuildInitrd != nil }
 
 // FS is the read-only file system served over TFTP and HTTP. Lookups go,
 // in order: the generated script, the boot entry's kernel and initrd, the
@@ -93,6 +102,13 @@ func (f *FS) Open(name string) (File, error) {
 	case InitrdName:
 		if f.Entry.Initrd != "" {
 			return openHost(f.Entry.Initrd)
+		}
+		if f.Entry.BuildInitrd != nil {
+			p, err := f.Entry.BuildInitrd()
+			if err != nil {
+				return nil, err
+			}
+			return openHost(p)
 		}
 	}
 	if f.Root != "" {

@@ -32,6 +32,10 @@ type API interface {
 	SetAuthorization(on bool)
 	SetUDPRange(r udprange.Range) error
 	SetDHCPMode(mode string) error
+	// Assign gives a client an image; "" removes the assignment.
+	Assign(mac, image string) error
+	// Assignments maps each assigned MAC to its image.
+	Assignments() map[string]string
 }
 
 // Status is the server's state at a glance.
@@ -53,7 +57,9 @@ type Status struct {
 //	GET  /v1/status, /v1/clients, /v1/pending
 //	POST /v1/approve {"mac":...}, /v1/deny {"mac":...}
 //	PUT  /v1/authorization {"enabled":bool}, /v1/udp_range {"range":"A-B"}, /v1/policy {"policy":...},
-//	     /v1/dhcp_mode {"mode":"authoritative"|"proxy"|"off"}
+//	     /v1/dhcp_mode {"mode":"authoritative"|"proxy"|"off"},
+//	     /v1/assign {"mac":...,"image":...} ("" removes it)
+//	GET  /v1/assign (MAC -> image)
 func Handler(api API) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, api.Status()) })
@@ -126,6 +132,26 @@ func Handler(api API) http.Handler {
 		}
 		api.SetPolicy(m)
 		reply(w, api.Status())
+	})
+	mux.HandleFunc("GET /v1/assign", func(w http.ResponseWriter, r *http.Request) { reply(w, api.Assignments()) })
+	mux.HandleFunc("PUT /v1/assign", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			MAC   string `json:"mac"`
+			Image string `json:"image"`
+		}
+		if !decode(w, r, &in) {
+			return
+		}
+		hw, err := net.ParseMAC(in.MAC)
+		if err != nil || len(hw) != 6 {
+			fail(w, http.StatusBadRequest, fmt.Errorf("%q is not a MAC address", in.MAC))
+			return
+		}
+		if err := api.Assign(hw.String(), strings.TrimSpace(in.Image)); err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		reply(w, api.Assignments())
 	})
 	mux.HandleFunc("PUT /v1/dhcp_mode", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {

@@ -20,7 +20,24 @@ type fakeAPI struct {
 	rng              udprange.Range
 	mode             policy.Mode
 	dhcpMode         string
+	assigned         map[string]string
 }
+
+func (f *fakeAPI) Assign(mac, image string) error {
+	if image == "missing" {
+		return errors.New("assign: no image \"missing\"")
+	}
+	if f.assigned == nil {
+		f.assigned = map[string]string{}
+	}
+	if image == "" {
+		delete(f.assigned, mac)
+	} else {
+		f.assigned[mac] = image
+	}
+	return nil
+}
+func (f *fakeAPI) Assignments() map[string]string { return f.assigned }
 
 func (f *fakeAPI) Status() Status {
 	return Status{Authorization: f.authz, UDPRange: f.rng.String(), Policy: string(f.mode), DHCPMode: f.dhcpMode}
@@ -80,6 +97,17 @@ func TestControlOverSocket(t *testing.T) {
 	if err := c.Do("POST", "/v1/approve", map[string]string{"mac": "52-54-00-00-00-02"}, nil); err != nil || len(api.approved) != 1 || api.approved[0] != "52:54:00:00:00:02" {
 		t.Errorf("approve: %v %v", err, api.approved)
 	}
+	var as map[string]string
+	if err := c.Do("PUT", "/v1/assign", map[string]string{"mac": "52-54-00-00-00-03", "image": " win11 "}, &as); err != nil || as["52:54:00:00:00:03"] != "win11" {
+		t.Errorf("assign: %v %v", err, as)
+	}
+	if err := c.Do("GET", "/v1/assign", nil, &as); err != nil || len(as) != 1 {
+		t.Errorf("assignments: %v %v", err, as)
+	}
+	as = nil
+	if err := c.Do("PUT", "/v1/assign", map[string]string{"mac": "52:54:00:00:00:03", "image": ""}, &as); err != nil || len(as) != 0 {
+		t.Errorf("unassign: %v %v", err, as)
+	}
 	var pend []policy.PendingClient
 	if err := c.Do("GET", "/v1/pending", nil, &pend); err != nil || len(pend) != 1 {
 		t.Errorf("pending: %v %v", err, pend)
@@ -95,6 +123,8 @@ func TestControlOverSocket(t *testing.T) {
 		{"PUT", "/v1/dhcp_mode", map[string]string{"mode": "loud"}, "dhcp.mode: unknown mode loud"},
 		{"POST", "/v1/approve", map[string]string{"mac": "nope"}, "not a MAC address"},
 		{"POST", "/v1/deny", map[string]string{"mac": "52:54:00:00:00:99"}, "no such client"},
+		{"PUT", "/v1/assign", map[string]string{"mac": "52:54:00:00:00:03", "image": "missing"}, `no image "missing"`},
+		{"PUT", "/v1/assign", map[string]string{"mac": "52:54", "image": "x"}, "not a MAC address"},
 		{"PUT", "/v1/authorization", map[string]string{"on": "yes"}, "bad request body"},
 		{"PUT", "/v1/authorization", map[string]any{}, "enabled"},
 	} {

@@ -43,6 +43,7 @@ func newSecContext(ctx context.Context, s *Server, v *authVerifier) (*secContext
 	sc.ntlm = ntlmssp.NewAcceptor(ctx, ntlmssp.Config{
 		Computer:        s.computerName(),
 		Accounts:        s.Accounts,
+		Lookup:          s.AccountLookup,
 		RefuseAnonymous: s.RefuseAnonymous,
 		RequireESS:      v.level >= AuthLevelCall,
 		RequireSeal:     v.level == AuthLevelPrivacy,

@@ -60,6 +60,9 @@ type Server struct {
 	// only). Empty: nobody can authenticate (NTLM anonymous logons still
 	// work unless RefuseAnonymous; they are unauthenticated callers).
 	Accounts []Account
+	// AccountLookup, if set, finds logons beyond Accounts by user name
+	// (the one-time credentials of booting clients).
+	AccountLookup func(user string) (Account, bool)
 	// RefuseAnonymous refuses NTLM anonymous (null session) logons.
 	RefuseAnonymous bool
 	// ComputerName is the NetBIOS name in the NTLM CHALLENGE.

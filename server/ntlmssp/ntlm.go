@@ -83,6 +83,9 @@ type Config struct {
 	Computer string
 	// Accounts are the logons accepted (NTLMv2 only).
 	Accounts []Account
+	// Lookup, if set, finds logons not in Accounts (such as the one-time
+	// credentials of booting clients) by user name.
+	Lookup func(user string) (Account, bool)
 	// RefuseAnonymous refuses anonymous (null session) logons.
 	RefuseAnonymous bool
 	// RequireESS refuses a NEGOTIATE without extended session security
@@ -100,6 +103,7 @@ type Acceptor struct {
 	auth     *ntlm.Authentifier
 	cfg      *ntlm.Config
 	accounts []Account
+	more     func(user string) (Account, bool)
 	noAnon   bool
 	ess      bool
 	seal     bool
@@ -124,7 +128,7 @@ func NewAcceptor(ctx context.Context, c Config) *Acceptor {
 	cfg.NetBIOSDomainName = c.Computer
 	cfg.DNSComputerName = strings.ToLower(c.Computer)
 	cfg.RequestMIC = !c.NoTimestamp
-	n := &Acceptor{ctx: ctx, cfg: cfg, accounts: c.Accounts, noAnon: c.RefuseAnonymous, ess: c.RequireESS, seal: c.RequireSeal}
+	n := &Acceptor{ctx: ctx, cfg: cfg, accounts: c.Accounts, more: c.Lookup, noAnon: c.RefuseAnonymous, ess: c.RequireESS, seal: c.RequireSeal}
 	cfg.Verifier = n
 	n.auth = &ntlm.Authentifier{Config: cfg}
 	return n
@@ -292,6 +296,11 @@ func (n *Acceptor) lookup(user, domain string) *Account {
 		}
 		if strings.EqualFold(name, user) {
 			return a
+		}
+	}
+	if n.more != nil {
+		if a, ok := n.more(user); ok {
+			return &a
 		}
 	}
 	return nil

@@ -301,3 +301,32 @@ func TestWithVersionAndMIC(t *testing.T) {
 		t.Errorf("a short message was changed")
 	}
 }
+
+// TestNTLMLookup checks the accounts found beyond the list (one-time
+// credentials): matched by name, checked like any other.
+func TestNTLMLookup(t *testing.T) {
+	lookup := func(user string) (Account, bool) {
+		if user == "nd-525400000001" {
+			return Account{Name: user, NTHash: NTHash("once")}, true
+		}
+		return Account{}, false
+	}
+	for _, tc := range []struct {
+		user, password string
+		want           error
+	}{
+		{"nd-525400000001", "once", nil},
+		{"nd-525400000001", "twice", ErrWrongPassword},
+		{"nd-525400000002", "once", ErrUnknownUser},
+		{testUser, testPassword, nil},
+	} {
+		acc := NewAcceptor(context.Background(), Config{Computer: testComputer, Accounts: testAccounts(), Lookup: lookup})
+		err := logon(t, acc, ntlmClient(tc.user, tc.password, nil), nil)
+		if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
+			t.Errorf("%s/%s: %v, want %v", tc.user, tc.password, err, tc.want)
+		}
+		if tc.want == nil && acc.account != tc.user {
+			t.Errorf("%s: account %q", tc.user, acc.account)
+		}
+	}
+}

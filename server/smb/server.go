@@ -91,6 +91,8 @@ type Server struct {
 	Shares []Share
 	// Accounts are the logons accepted (NTLMv2 in SPNEGO only).
 	Accounts []Account
+	// AccountLookup, if set, finds logons beyond Accounts by user name.
+	AccountLookup func(user string) (Account, bool)
 	// Guest lets anonymous logons and unknown accounts in as guests
 	// (unsigned, unencrypted sessions). Off: they fail with
 	// STATUS_LOGON_FAILURE.

@@ -138,6 +138,7 @@ func (c *conn) sessionSetup(r *request, w *response) (Status, error) {
 		s.auth = ntlmssp.NewSPNEGO(ntlmssp.NewAcceptor(context.Background(), ntlmssp.Config{
 			Computer:        c.srv.name(),
 			Accounts:        c.srv.Accounts,
+			Lookup:          c.srv.AccountLookup,
 			RefuseAnonymous: !c.srv.Guest,
 		}))
 		c.sessions[s.id] = s
