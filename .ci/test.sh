@@ -11,6 +11,7 @@ packages=(
   iproute2 nftables curl tftp-hpa atftp busybox-static udhcpc isc-dhcp-client
   dnsmasq-base tshark tftpd-hpa kea-dhcp4-server kea-admin tmux python3-impacket wimtools smbclient samba-common-bin
   ipxe ipxe-qemu ovmf qemu-system-x86 linux-image-amd64
+  fdisk dosfstools mtools syslinux syslinux-common syslinux-efi
 )
 if [ "$(id -u)" = 0 ]; then
   missing=()

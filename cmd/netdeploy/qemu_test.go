@@ -9,50 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cavaliergopher/cpio"
-
 	"github.com/netdeploy/netdeploy/server/netlab"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
 
 const bootMarker = "NETDEPLOY-E2E-BOOTED"
 
-// testInitramfs writes a newc initramfs whose /init (busybox-static)
-// prints bootMarker on the serial console and powers off.
-func testInitramfs(t *testing.T, path string) {
-	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skipf("needs busybox-static: %v", err)
-	}
-	initScript := "#!/bin/busybox sh\n" +
-		"/bin/busybox mount -t devtmpfs devtmpfs /dev\n" +
-		"exec </dev/console >/dev/console 2>&1\n" +
-		"/bin/busybox echo " + bootMarker + "\n" +
-		"/bin/busybox echo " + bootMarker + " > /dev/kmsg\n" +
-		"/bin/busybox poweroff -f\n"
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := cpio.NewWriter(f)
-	add := func(name string, mode cpio.FileMode, body []byte) {
-		if err := w.WriteHeader(&cpio.Header{Name: name, Mode: mode, Size: int64(len(body)), Links: 1}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add("bin", cpio.TypeDir|0o755, nil)
-	add("dev", cpio.TypeDir|0o755, nil)
-	add("bin/busybox", cpio.TypeReg|0o755, bb)
-	add("init", cpio.TypeReg|0o755, []byte(initScript))
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-}
+// testInitramfs writes the initramfs of testInitramfsMarker for bootMarker.
+func testInitramfs(t *testing.T, path string) { testInitramfsMarker(t, path, bootMarker) }
 
 func hostKernel(t *testing.T) string {
 	t.Helper()
