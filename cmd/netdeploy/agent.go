@@ -105,9 +105,34 @@ func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
 			log.Warn("agent: link up", "iface", n, "err", err)
 		}
 	}
-	cfg.Iface = ifaces[0]
-	if s := args["server"]; s != "" {
-		cfg.Server = net.ParseIP(s).To4()
+	// DHCP on each interface in turn until one gets a lease.
+	var lease agent.Lease
+	for attempt := 0; cfg.Iface == ""; attempt++ {
+		for _, n := range ifaces {
+			l, err := agent.RequestLease(context.Background(), n)
+			if err != nil {
+				log.Warn("agent: no lease", "iface", n, "err", err)
+				continue
+			}
+			if err := pid1.SetAddr(n, l.IP, l.Mask); err != nil {
+				log.Error("agent: address not set", "iface", n, "err", err)
+				continue
+			}
+			cfg.Iface, lease = n, l
+			log.Info("agent: address", "iface", n, "ip", l.IP, "mask", net.IP(l.Mask), "server", l.Server)
+			break
+		}
+		if cfg.Iface == "" {
+			if attempt == 4 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-FAILED: no DHCP lease on", ifaces)
+				return pid1.Finish(pid1.Halt)
+			}
+			time.Sleep(5 * time.Second)
+		}
+	}
+	cfg.Server = lease.Server
+	if s := net.ParseIP(args["server"]).To4(); s != nil {
+		cfg.Server = s
 	}
 	cfg.Account, cfg.Password, cfg.Image, cfg.TargetFile = args["account"], args["password"], args["image"], args["target"]
 	if p, err := strconv.Atoi(args["smb_port"]); err == nil {

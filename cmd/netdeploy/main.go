@@ -21,6 +21,11 @@ func (u usageError) Unwrap() error { return u.error }
 
 func main() {
 	root := newRoot()
+	if os.Getpid() == 1 {
+		// /init of the agent's initramfs: the kernel's leftover arguments
+		// are not ours; the settings come from /proc/cmdline.
+		root.SetArgs([]string{"agent"})
+	}
 	err := root.Execute()
 	if err == nil {
 		return

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,6 +75,38 @@ func LinkUp(name string) error {
 	return nil
 }
 
+// SetAddr gives an interface an IPv4 address and netmask (SIOCSIFADDR,
+// SIOCSIFNETMASK), as `ip addr add` does; the kernel adds the route to
+// the subnet.
+func SetAddr(name string, ip net.IP, mask net.IPMask) error {
+	ip4 := ip.To4()
+	if ip4 == nil || len(mask) != net.IPv4len {
+		return fmt.Errorf("pid1: %s: %v/%v is not an IPv4 address and mask", name, ip, mask)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("pid1: %w", err)
+	}
+	defer unix.Close(fd)
+	for _, x := range []struct {
+		req  uint
+		addr net.IP
+		what string
+	}{{unix.SIOCSIFADDR, ip4, "address"}, {unix.SIOCSIFNETMASK, net.IP(mask), "netmask"}} {
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return fmt.Errorf("pid1: %w", err)
+		}
+		if err := ifr.SetInet4Addr(x.addr.To4()); err != nil {
+			return fmt.Errorf("pid1: %w", err)
+		}
+		if err := unix.IoctlIfreq(fd, x.req, ifr); err != nil {
+			return fmt.Errorf("pid1: %s %s: %w", name, x.what, err)
+		}
+	}
+	return nil
+}
+
 // EthernetInterfaces lists the interfaces with a hardware address (not
 // loopback), in kernel order.
 func EthernetInterfaces() ([]string, error) {
@@ -99,5 +132,9 @@ func Finish(a Action) error {
 	case PowerOff:
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
-	select {} // PID 1 must not exit
+	// PID 1 must not exit; a sleeping loop (unlike an empty select) is
+	// not taken for a deadlock by the Go runtime.
+	for {
+		time.Sleep(time.Hour)
+	}
 }

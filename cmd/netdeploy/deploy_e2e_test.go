@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netdeploy/netdeploy/imaging/report"
+	"github.com/netdeploy/netdeploy/server/netlab"
+	"github.com/netdeploy/netdeploy/server/tracker"
+)
+
+const deployedMarker = "NETDEPLOY-DEPLOYED-SYSTEM-UP"
+
+// TestQEMUDeploy is the whole deployment: a virtual machine with an empty
+// 1 GiB disk PXE-boots from netdeploy's default entry (the machine's
+// kernel and the agent's initramfs), the agent logs on with the one-time
+// credential from its script, pulls the default image over SMB, writes
+// and verifies it, reports done and reboots; the machine then boots its
+// disk into the deployed system, which prints a marker on the serial
+// console. The disk holds the image's bytes, the events go dhcp, (tftp,)
+// http, rpc, smb, apply, done with their ports, and the report has the
+// deployment. BIOS boots through the NIC's iPXE ROM, which needs no TFTP;
+// UEFI through OVMF's own PXE client, which fetches iPXE over TFTP.
+func TestQEMUDeploy(t *testing.T) {
+	need(t, "qemu-system-x86_64")
+	for _, fw := range []string{"bios", "uefi"} {
+		t.Run(fw, func(t *testing.T) { qemuDeploy(t, fw) })
+	}
+}
+
+func qemuDeploy(t *testing.T, fw string) {
+	hostKernel(t)
+	work := t.TempDir()
+	images := filepath.Join(work, "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	imgPath := filepath.Join(images, "e2e-"+fw+".img")
+	size := buildBootImage(t, fw, deployedMarker, imgPath)
+	if out, err := exec.Command(binary(t), "image", "add", imgPath, "--name", "E2E", "--arch", "amd64",
+		"--description", "boots to a marker").CombinedOutput(); err != nil {
+		t.Fatalf("image add: %v\n%s", err, out)
+	}
+	lab := netlab.New(t)
+	srv := lab.AddHost("srv", "198.18.0.1/24", "")
+	tap := lab.AddTap("tap0")
+	data := filepath.Join(work, "data")
+	nd := serveIn(t, srv, "--interface", "eth0", "--data-dir", data, "--images-dir", images,
+		"--default-image", "E2E", "--cmdline", "console=ttyS0,115200 panic=-1")
+
+	mac := "52:54:00:e2:d0:01"
+	if fw == "uefi" {
+		mac = "52:54:00:e2:d0:02"
+	}
+	disk := filepath.Join(work, "disk.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	serial := filepath.Join(work, "serial.log")
+	// The disk comes first in the boot order: empty, the firmware falls
+	// through to the network; deployed, it boots.
+	args := []string{"-accel", "tcg", "-m", "1024", "-smp", "1",
+		"-display", "none", "-monitor", "none", "-serial", "file:" + serial,
+		"-drive", "file=" + disk + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=1",
+		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+	args = append(args, firmwareArgs(t, fw, work, mac, "bootindex=2")...)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	vm := lab.LANCommand(ctx, "qemu-system-x86_64", args...)
+	var vmOut netlab.Buffer
+	vm.Stdout, vm.Stderr = &vmOut, &vmOut
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- vm.Wait() }()
+	defer func() {
+		vm.Process.Kill()
+		<-exited
+	}()
+
+	deadline := time.Now().Add(14 * time.Minute)
+	read := func() string { b, _ := os.ReadFile(serial); return string(b) }
+	for !strings.Contains(read(), deployedMarker) {
+		out := read()
+		if i := strings.Index(out, "NETDEPLOY-AGENT-FAILED"); i >= 0 {
+			t.Fatalf("the agent failed:\n%s", tail(out))
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			if out := read(); !strings.Contains(out, deployedMarker) {
+				t.Fatalf("qemu exited (%v) before the deployed system came up; serial:\n%s\nqemu: %s", err, tail(out), vmOut.String())
+			}
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deployed system never came up; serial:\n%s\nserver:\n%s", tail(read()), tail(nd.logs()))
+		}
+	}
+	out := read()
+	agentDone := strings.Index(out, "NETDEPLOY-AGENT-DONE")
+	if agentDone < 0 || agentDone > strings.Index(out, deployedMarker) {
+		t.Errorf("the marker came before the agent finished (was the disk bootable before?); serial:\n%s", tail(out))
+	}
+
+	// The disk holds the image over its length.
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, size)
+	if _, err := io.ReadFull(f, got); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(imgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the disk's first %d bytes are not the image", size)
+	}
+
+	// Stages in order of first appearance, each with its port.
+	wantStages := []tracker.Stage{tracker.StageDHCP, tracker.StageHTTP, tracker.StageRPC, tracker.StageSMB, tracker.StageApply, tracker.StageDone}
+	if fw == "uefi" {
+		wantStages = []tracker.Stage{tracker.StageDHCP, tracker.StageTFTP, tracker.StageHTTP, tracker.StageRPC, tracker.StageSMB, tracker.StageApply, tracker.StageDone}
+	}
+	nd.wait(10*time.Second, "done for "+mac, func(e tracker.Event) bool { return e.MAC == mac && e.Stage == tracker.StageDone })
+	var order []tracker.Stage
+	seen := map[tracker.Stage]bool{}
+	ports := map[tracker.Stage]int{}
+	for _, e := range nd.all() {
+		if e.MAC != mac || e.Event == tracker.KindLog {
+			continue
+		}
+		if !seen[e.Stage] {
+			seen[e.Stage] = true
+			order = append(order, e.Stage)
+		}
+		if e.Port != 0 && ports[e.Stage] == 0 {
+			ports[e.Stage] = e.Port
+		}
+	}
+	if !subsequence(order, wantStages) {
+		t.Errorf("stages %v, want %v in that order", order, wantStages)
+	}
+	for stage, port := range map[tracker.Stage]int{tracker.StageDHCP: 67, tracker.StageHTTP: 80, tracker.StageSMB: 445} {
+		if ports[stage] != port {
+			t.Errorf("%s events carry port %d, want %d", stage, ports[stage], port)
+		}
+	}
+	if p := ports[tracker.StageRPC]; p != 135 && p != 5040 {
+		t.Errorf("rpc events carry port %d", p)
+	}
+	if fw == "uefi" && ports[tracker.StageTFTP] == 0 {
+		t.Error("tftp events carry no port")
+	}
+	nd.stop()
+	recs, _, err := report.Scan(report.Path(data))
+	if err != nil || len(recs) != 1 || recs[0].MAC != mac || recs[0].Result != report.ResultDone || recs[0].Bytes != size {
+		t.Fatalf("report: %v %+v", err, recs)
+	}
+}
+
+// subsequence reports whether want appears in got in order.
+func subsequence[T comparable](got, want []T) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+// firmwareArgs are QEMU's machine, firmware and NIC arguments for fw.
+// BIOS: i440fx with an e1000 NIC and iPXE's option ROM for it (Debian's
+// virtio ROM carries the modern virtio PCI id, which SeaBIOS does not
+// match). UEFI: q35 with OVMF and a virtio NIC without ROM, so that OVMF's
+// own PXE client boots. nicOpts are extra -device options (bootindex=).
+func firmwareArgs(t *testing.T, fw, work, mac string, nicOpts ...string) []string {
+	t.Helper()
+	extra := ""
+	if len(nicOpts) > 0 {
+		extra = "," + strings.Join(nicOpts, ",")
+	}
+	switch fw {
+	case "bios":
+		rom := "/usr/lib/ipxe/qemu/pxe-e1000.rom"
+		if _, err := os.Stat(rom); err != nil {
+			t.Skipf("needs %s (Debian package ipxe-qemu)", rom)
+		}
+		return []string{"-machine", "pc", "-device", "e1000,netdev=n0,mac=" + mac + ",romfile=" + rom + extra}
+	case "uefi":
+		code := "/usr/share/OVMF/OVMF_CODE_4M.fd"
+		vars, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
+		if err != nil {
+			t.Skipf("needs OVMF (Debian package ovmf): %v", err)
+		}
+		writeFile(t, filepath.Join(work, "vars.fd"), vars)
+		return []string{"-machine", "q35",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+			"-drive", "if=pflash,format=raw,unit=1,file=" + filepath.Join(work, "vars.fd"),
+			"-device", "virtio-net-pci,netdev=n0,mac=" + mac + ",romfile=" + extra}
+	}
+	t.Fatalf("unknown firmware %q", fw)
+	return nil
+}
