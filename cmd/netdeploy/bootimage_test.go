@@ -221,11 +221,7 @@ func bootDisk(t *testing.T, fw, img, marker string, giveUp time.Duration) {
 	t.Helper()
 	work := t.TempDir()
 	serial := filepath.Join(work, "serial.log")
-	machine := "pc"
-	if fw == "uefi" {
-		machine = "q35"
-	}
-	args := []string{"-machine", machine, "-accel", "tcg", "-m", "512", "-smp", "1",
+	args := []string{"-accel", "tcg", "-m", "512", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "file:" + serial, "-no-reboot",
 		"-nic", "none", "-drive", "file=" + img + ",format=raw,if=virtio"}
 	// SeaBIOS prints nothing on the serial port: keep its debug log too.
@@ -233,17 +229,7 @@ func bootDisk(t *testing.T, fw, img, marker string, giveUp time.Duration) {
 	if fw == "bios" {
 		args = append(args, "-chardev", "file,id=fwlog,path="+fwlog, "-device", "isa-debugcon,iobase=0x402,chardev=fwlog")
 	}
-	if fw == "uefi" {
-		code := "/usr/share/OVMF/OVMF_CODE_4M.fd"
-		vars, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
-		if err != nil {
-			t.Skipf("needs OVMF (Debian package ovmf): %v", err)
-		}
-		writeFile(t, filepath.Join(work, "vars.fd"), vars)
-		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=raw,unit=1,file="+filepath.Join(work, "vars.fd"))
-	}
+	args = append(args, machineArgs(t, fw, work)...)
 	ctx, cancel := context.WithTimeout(context.Background(), giveUp+time.Minute)
 	defer cancel()
 	vm := exec.CommandContext(ctx, "qemu-system-x86_64", args...)

@@ -196,13 +196,24 @@ func firmwareArgs(t *testing.T, fw, work, mac string, nicOpts ...string) []strin
 	if len(nicOpts) > 0 {
 		extra = "," + strings.Join(nicOpts, ",")
 	}
-	switch fw {
-	case "bios":
+	args := machineArgs(t, fw, work)
+	if fw == "bios" {
 		rom := "/usr/lib/ipxe/qemu/pxe-e1000.rom"
 		if _, err := os.Stat(rom); err != nil {
 			t.Skipf("needs %s (Debian package ipxe-qemu)", rom)
 		}
-		return []string{"-machine", "pc", "-device", "e1000,netdev=n0,mac=" + mac + ",romfile=" + rom + extra}
+		return append(args, "-device", "e1000,netdev=n0,mac="+mac+",romfile="+rom+extra)
+	}
+	return append(args, "-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile="+extra)
+}
+
+// machineArgs are the machine type and firmware for fw: SeaBIOS on
+// i440fx, or OVMF on q35 with its own copy of the variable store in work.
+func machineArgs(t *testing.T, fw, work string) []string {
+	t.Helper()
+	switch fw {
+	case "bios":
+		return []string{"-machine", "pc"}
 	case "uefi":
 		code := "/usr/share/OVMF/OVMF_CODE_4M.fd"
 		vars, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -212,8 +223,7 @@ func firmwareArgs(t *testing.T, fw, work, mac string, nicOpts ...string) []strin
 		writeFile(t, filepath.Join(work, "vars.fd"), vars)
 		return []string{"-machine", "q35",
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
-			"-drive", "if=pflash,format=raw,unit=1,file=" + filepath.Join(work, "vars.fd"),
-			"-device", "virtio-net-pci,netdev=n0,mac=" + mac + ",romfile=" + extra}
+			"-drive", "if=pflash,format=raw,unit=1,file=" + filepath.Join(work, "vars.fd")}
 	}
 	t.Fatalf("unknown firmware %q", fw)
 	return nil

@@ -78,36 +78,14 @@ func qemuBoot(t *testing.T, fw string, proxy bool) {
 		mac = strings.Replace(mac, "e2:e0", "e2:e1", 1)
 	}
 	serial := filepath.Join(work, "serial.log")
-	// BIOS: the i440fx machine with an e1000 NIC and iPXE's option ROM for
-	// it (Debian's virtio ROM carries the modern virtio PCI id, which
-	// SeaBIOS does not match). UEFI: q35 with virtio-net and OVMF.
-	machine := "pc"
-	if fw == "uefi" {
-		machine = "q35"
-	}
-	args = []string{"-machine", machine, "-accel", "tcg", "-m", "768", "-smp", "1",
+	args = []string{"-accel", "tcg", "-m", "768", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "file:" + serial, "-no-reboot",
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
-	switch fw {
-	case "bios":
-		rom := "/usr/lib/ipxe/qemu/pxe-e1000.rom"
-		if _, err := os.Stat(rom); err != nil {
-			t.Skipf("needs %s (Debian package ipxe-qemu)", rom)
-		}
-		args = append(args, "-device", "e1000,netdev=n0,mac="+mac+",romfile="+rom, "-boot", "n")
-	case "uefi":
-		code := "/usr/share/OVMF/OVMF_CODE_4M.fd"
-		vars, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd")
-		if err != nil {
-			t.Skipf("needs OVMF (Debian package ovmf): %v", err)
-		}
-		writeFile(t, filepath.Join(work, "vars.fd"), vars)
-		// romfile= leaves the NIC without iPXE: OVMF's own PXE client boots.
-		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=raw,unit=1,file="+filepath.Join(work, "vars.fd"),
-			"-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile=")
+	nic := []string(nil)
+	if fw == "bios" {
+		nic = append(nic, "bootindex=1") // the NIC first, as -boot n did
 	}
+	args = append(args, firmwareArgs(t, fw, work, mac, nic...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	vm := lab.LANCommand(ctx, "qemu-system-x86_64", args...)
