@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/netdeploy/netdeploy/config"
+	"github.com/netdeploy/netdeploy/imaging"
 	"github.com/netdeploy/netdeploy/imaging/initramfs"
 	"github.com/netdeploy/netdeploy/server/boot"
 	"github.com/netdeploy/netdeploy/server/dcerpc"
@@ -93,6 +94,9 @@ func (o *Orchestrator) agentArgs(mac string) string {
 		}
 		if img := o.ImageFor(mac); img != "" && !strings.ContainsAny(img, " \t\"") {
 			args = append(args, "netdeploy.image="+img)
+			if hint := o.targetHint(img); hint != "" {
+				args = append(args, "netdeploy.target="+hint)
+			}
 		} else if img != "" {
 			o.log.Warn("image name has spaces; the client will choose", "mac", mac, "image", img)
 		}
@@ -105,6 +109,30 @@ func (o *Orchestrator) agentArgs(mac string) string {
 		args = append(args, fmt.Sprintf("netdeploy.smb_port=%d", p))
 	}
 	return strings.Join(args, " ")
+}
+
+// targetHint is the target-disk hint of the image named img, if the
+// catalogue has one without spaces.
+func (o *Orchestrator) targetHint(img string) string {
+	list, err := o.Catalog.List()
+	if err != nil {
+		return ""
+	}
+	im, ok := findImage(list, img)
+	if !ok || strings.ContainsAny(im.TargetDisk, " \t\"") {
+		return ""
+	}
+	return im.TargetDisk
+}
+
+// findImage finds an image by name, file or share path, without case.
+func findImage(list []imaging.Image, name string) (imaging.Image, bool) {
+	for _, im := range list {
+		if strings.EqualFold(im.Name, name) || strings.EqualFold(im.File, name) || strings.EqualFold(im.Path, name) {
+			return im, true
+		}
+	}
+	return imaging.Image{}, false
 }
 
 // ImageFor is the image mac is assigned: set through the control API,
@@ -131,14 +159,7 @@ func (o *Orchestrator) Assign(mac, image string) error {
 		if err != nil {
 			return fmt.Errorf("assign: %w", err)
 		}
-		found := false
-		for _, im := range list {
-			if strings.EqualFold(im.Name, image) || strings.EqualFold(im.File, image) || strings.EqualFold(im.Path, image) {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if _, found := findImage(list, image); !found {
 			return fmt.Errorf("assign: no image %q in %s (see netdeploy image list)", image, o.RT.ImagesDir)
 		}
 	}

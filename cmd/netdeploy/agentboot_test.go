@@ -54,7 +54,7 @@ func TestAgentBootEntry(t *testing.T) {
 	want := randomFile(t, filepath.Join(images, "base.img"), 3<<20+5)
 	randomFile(t, filepath.Join(images, "other.img"), 1<<20)
 	for _, name := range []string{"base", "other"} {
-		if out, err := exec.Command(binary(t), "image", "add", filepath.Join(images, name+".img"), "--name", strings.ToUpper(name[:1])+name[1:]).CombinedOutput(); err != nil {
+		if out, err := exec.Command(binary(t), "image", "add", filepath.Join(images, name+".img"), "--name", strings.ToUpper(name[:1])+name[1:], "--target-disk", "/dev/"+name).CombinedOutput(); err != nil {
 			t.Fatalf("image add: %v\n%s", err, out)
 		}
 	}
@@ -70,7 +70,7 @@ func TestAgentBootEntry(t *testing.T) {
 	ctl(t, data, "policy", "all")
 	args, script := scriptArgs(t, cli, mac)
 	if args["server"] != "198.18.0.1" || args["account"] != "nd-020000000801" || len(args["password"]) != 24 ||
-		args["image"] != "Base" || args["after"] != "poweroff" {
+		args["image"] != "Base" || args["after"] != "poweroff" || args["target"] != "/dev/base" {
 		t.Fatalf("script:\n%s", script)
 	}
 	if again, _ := scriptArgs(t, cli, mac); again["password"] != args["password"] {
@@ -92,7 +92,7 @@ func TestAgentBootEntry(t *testing.T) {
 
 	// An assignment through the control API wins over the default.
 	ctl(t, data, "assign", mac, "Other")
-	if a, _ := scriptArgs(t, cli, mac); a["image"] != "Other" || a["password"] != args["password"] {
+	if a, _ := scriptArgs(t, cli, mac); a["image"] != "Other" || a["target"] != "/dev/other" || a["password"] != args["password"] {
 		t.Fatalf("after assign: %v", a)
 	}
 	if out, err := ctlCmd(t, data, "assign", mac, "Nothing").CombinedOutput(); err == nil || !strings.Contains(string(out), `no image "Nothing"`) {
