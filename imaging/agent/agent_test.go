@@ -99,6 +99,10 @@ func newImages(t *testing.T) *images {
 	return im
 }
 
+// smbRequireSigning makes the SMB servers of the tests started after it
+// was set require signing.
+var smbRequireSigning bool
+
 // servers are the RPC, endpoint mapper and SMB servers of one test.
 type servers struct {
 	epmPort, smbPort int
@@ -145,7 +149,7 @@ func startServersOn(t *testing.T, dir string, ip net.IP, listen func(addr string
 	ep := &dcerpc.Server{Interfaces: []dcerpc.Interface{{Name: "epm", Syntax: epm.Syntax(), Handle: mapper.Handle()}}, Log: log}
 	smbLn := listen(anyAddr)
 	newSMB := func() *smb.Server {
-		return &smb.Server{Shares: []smb.Share{{Name: "images", Path: dir}}, Accounts: accounts, Events: tr, Log: log}
+		return &smb.Server{Shares: []smb.Share{{Name: "images", Path: dir}}, Accounts: accounts, Events: tr, Log: log, RequireSigning: smbRequireSigning}
 	}
 	go rpc.Serve(rpcLn)
 	go ep.Serve(epmLn)
@@ -354,12 +358,26 @@ func TestRunSMBRestart(t *testing.T) {
 	defer func(d time.Duration) { smbBackoff = d }(smbBackoff)
 	smbBackoff = 200 * time.Millisecond
 	defer func() { afterWrite = nil }()
+	// Small reads, one at a time, so that most of each image is still
+	// to be read when the server stops.
+	defer func(c, d int) { readChunk, readDepth = c, d }(readChunk, readDepth)
+	readChunk, readDepth = 64<<10, 1
 	im := newImages(t)
+	// A compressed image whose stream is longer than the first MiB
+	// written (beta's is much shorter: its reads end before the cut).
+	delta := randomBytes(t, 3<<20)
+	var zb bytes.Buffer
+	zw, _ := zstd.NewWriter(&zb)
+	zw.Write(delta)
+	zw.Close()
+	writeFile(t, filepath.Join(im.dir, "delta.img.zst"), zb.Bytes())
+	writeFile(t, filepath.Join(im.dir, "delta.img.zst.json"), manifest("Delta", delta, sum(delta)))
+	im.data[`delta.img.zst`] = delta
 	s := startServers(t, im.dir)
 	for _, tc := range []struct {
 		image, path string
 		resume      bool
-	}{{"alpha", `raw\alpha.img`, true}, {"beta", `beta.img.zst`, false}} {
+	}{{"alpha", `raw\alpha.img`, true}, {"delta", `delta.img.zst`, false}} {
 		t.Run(tc.path, func(t *testing.T) {
 			cfg := s.config(t, tc.image)
 			// Past 1 MiB the SMB server stops, and serves again on the

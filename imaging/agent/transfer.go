@@ -164,12 +164,16 @@ func (a *applier) attempt(ctx context.Context) error {
 		if a.written > size {
 			return fmt.Errorf("agent: %s shrank to %d bytes after %d were written", a.im.Path, size, a.written)
 		}
-		src = io.NewSectionReader(f, a.written, size-a.written)
+		ra := newReadAhead(f, a.written, size-a.written, readChunk, readDepth)
+		defer ra.Close()
+		src = ra
 	case "zstd", "gzip":
 		// The stream starts again from its beginning.
 		a.written = 0
 		a.h.Reset()
-		sr := &smbReader{r: io.NewSectionReader(f, 0, size)}
+		ra := newReadAhead(f, 0, size, readChunk, readDepth)
+		defer ra.Close()
+		sr := &smbReader{r: ra}
 		if a.im.Compression == "zstd" {
 			d, err := zstd.NewReader(sr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
 			if err != nil {
@@ -199,6 +203,10 @@ func (a *applier) streamErr(sr *smbReader, err error) error {
 	if err == nil {
 		return nil
 	}
+	var ve *verifyError
+	if errors.As(err, &ve) {
+		return err // final, whatever the reader did
+	}
 	if sr.err != nil {
 		return &smbError{fmt.Errorf("agent: smb read %s: %w", a.im.Path, sr.err)}
 	}
@@ -219,29 +227,45 @@ func (r *smbReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// chunkSize is the size of a write and of a check.
+const chunkSize = 1 << 20
+
+// readChunk is the size of an SMB READ (go-smb2 sends none larger than
+// 1 MiB), readDepth how many are outstanding: variables for tests.
+var readChunk, readDepth = 1 << 20, 4
+
+// dialedSMB is called with each connection go-smb2 gets (tests).
+var dialedSMB func(net.Conn)
+
 // afterWrite is called after each write (tests).
 var afterWrite func(written int64)
 
-// copy writes src onto the target at a.written onwards, hashing as it
-// goes.
+// copy writes src onto the target at a.written onwards, each chunk
+// read back and hashed by a checker while the next is read and written.
 func (a *applier) copy(ctx context.Context, src io.Reader) error {
-	buf := make([]byte, 1<<20)
+	chk := newChecker(a.t.f, a.h, a.im.SHA256 != "", chunkSize)
 	for {
 		if err := ctx.Err(); err != nil {
+			chk.wait()
 			return err
 		}
+		buf := chk.buffer()
 		n, rerr := io.ReadFull(src, buf)
-		if n > 0 {
+		if n == 0 {
+			chk.giveBack(buf)
+		} else {
 			if a.t.device && a.im.Size == 0 {
 				// Unknown size on a device: stop at its end.
 				if end, err := a.t.f.Seek(0, io.SeekEnd); err == nil && a.written+int64(n) > end {
+					chk.wait()
 					return fmt.Errorf("agent: %w: %s holds %d bytes", ErrTargetSmall, a.t.f.Name(), end)
 				}
 			}
 			if _, err := a.t.f.WriteAt(buf[:n], a.written); err != nil {
+				chk.wait()
 				return fmt.Errorf("agent: write %s: %w", a.t.f.Name(), err)
 			}
-			a.h.Write(buf[:n])
+			chk.add(buf[:n], a.written)
 			a.written += int64(n)
 			if afterWrite != nil {
 				afterWrite(a.written)
@@ -251,10 +275,15 @@ func (a *applier) copy(ctx context.Context, src io.Reader) error {
 			}
 		}
 		switch {
+		case chk.failed():
+			return chk.wait()
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF):
-			return nil
+			return chk.wait()
 		default:
+			if err := chk.wait(); err != nil {
+				return err
+			}
 			return rerr
 		}
 	}
@@ -271,6 +300,13 @@ func (a *applier) openSMB(ctx context.Context) (*smb2.File, func(), error) {
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.s.server, strconv.Itoa(port)))
 	if err != nil {
 		return nil, nil, &smbError{fmt.Errorf("agent: smb dial: %w", err)}
+	}
+	if a.im.SHA256 != "" {
+		// The SHA-256 from the sealed RPC channel checks the bytes.
+		conn = &unsignedReads{Conn: conn}
+	}
+	if dialedSMB != nil {
+		dialedSMB(conn)
 	}
 	sd := &smb2.Dialer{Initiator: &smb2.NTLMInitiator{User: cfg.Account, Password: cfg.Password}}
 	sess, err := sd.DialContext(ctx, conn)
