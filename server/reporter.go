@@ -256,6 +256,10 @@ func (r *reporter) fold(e tracker.Event) {
 			return
 		}
 		r.record(e.MAC, d, e.Time, report.ResultFailed, e.Detail)
+	case d == nil && e.Stage == tracker.StageFailed && e.Event == tracker.KindError:
+		// The agent failed before it wrote anything (no disk, no such
+		// image): a deployment all the same, and the report says why.
+		r.record(e.MAC, &deployment{ip: e.IP, image: e.File, start: e.Time}, e.Time, report.ResultFailed, e.Detail)
 	}
 }
 

@@ -286,9 +286,12 @@ func TestReportOutcomes(t *testing.T) {
 	h.ev("ok", tracker.StageDone, tracker.KindDone, 0, "deployed")
 	h.ev("bad", tracker.StageFailed, tracker.KindError, 0, "checksum mismatch")
 	h.ev("stray", tracker.StageDone, tracker.KindDone, 0, "deployed")
+	// A failure before anything was written is a deployment too.
+	h.ev("nodisk", tracker.StageFailed, tracker.KindError, 0, "no target disk")
 	recs := h.records()
-	if len(recs) != 2 || recs[0].MAC != "ok" || recs[0].Result != report.ResultDone || recs[0].Reason != "" || recs[0].Bytes != 100 ||
-		recs[1].MAC != "bad" || recs[1].Result != report.ResultFailed || recs[1].Reason != "checksum mismatch" {
+	if len(recs) != 3 || recs[0].MAC != "ok" || recs[0].Result != report.ResultDone || recs[0].Reason != "" || recs[0].Bytes != 100 ||
+		recs[1].MAC != "bad" || recs[1].Result != report.ResultFailed || recs[1].Reason != "checksum mismatch" ||
+		recs[2].MAC != "nodisk" || recs[2].Result != report.ResultFailed || recs[2].Reason != "no target disk" || recs[2].Bytes != 0 {
 		t.Fatalf("records %+v", recs)
 	}
 	if got := h.at(time.Hour).tick(); len(got) != 0 || len(h.r.on) != 0 {

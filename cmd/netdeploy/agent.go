@@ -39,7 +39,7 @@ func newAgent() *cobra.Command {
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			cfg.Log = log
 			if os.Getpid() == 1 {
-				return agentAsInit(cmd, cfg, log)
+				return agentAsInit(cfg, log)
 			}
 			if server != "" {
 				ip := net.ParseIP(server)
@@ -74,10 +74,15 @@ func newAgent() *cobra.Command {
 }
 
 // agentAsInit runs the agent as PID 1 of its initramfs.
-func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
+func agentAsInit(cfg agent.Config, log *slog.Logger) error {
 	if err := pid1.MountBasics(); err != nil {
 		log.Error("agent: mounts", "err", err)
 	}
+	// Every active console shows the agent's lines and may answer it.
+	con := activeConsoles()
+	out := con.w
+	log = slog.New(slog.NewTextHandler(out, nil))
+	cfg.Log = log
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	args := pid1.CmdlineArgs(string(cmdline))
 	after, err := pid1.ParseAction(args["after"])
@@ -124,7 +129,7 @@ func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
 		}
 		if cfg.Iface == "" {
 			if attempt == 4 {
-				fmt.Fprintln(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-FAILED: no DHCP lease on", ifaces)
+				fmt.Fprintln(out, "NETDEPLOY-AGENT-FAILED: no DHCP lease on", ifaces)
 				return pid1.Finish(pid1.Halt)
 			}
 			time.Sleep(5 * time.Second)
@@ -152,17 +157,58 @@ func agentAsInit(cmd *cobra.Command, cfg agent.Config, log *slog.Logger) error {
 			}
 		}
 		if err != nil {
+			err = fmt.Errorf("agent: no target disk: %w", err)
 			log.Error("agent: no target disk", "err", err)
-			fmt.Fprintln(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-FAILED:", err)
+			if cfg.Account != "" {
+				// Tell the server, so that its console and report show why.
+				if ferr := agent.Fail(context.Background(), cfg, err); ferr != nil {
+					log.Warn("agent: failure not reported", "err", ferr)
+				}
+			}
+			fmt.Fprintln(out, "NETDEPLOY-AGENT-FAILED:", err)
 			return pid1.Finish(pid1.Halt)
 		}
 	}
-	res, err := agent.Run(context.Background(), cfg)
-	if err != nil {
-		log.Error("agent: deployment failed", "err", err)
-		fmt.Fprintln(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-FAILED:", err)
-		return pid1.Finish(pid1.Halt) // stay up so the console can be read
+	if args["image"] == "" {
+		cfg.Choose = func(ctx context.Context, offered []agent.Offer) (int, error) {
+			list := make([]choice, len(offered))
+			for i, o := range offered {
+				list[i] = choice{Name: o.Name, Description: o.Path, Size: o.Size}
+			}
+			return con.choose(ctx, list)
+		}
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "NETDEPLOY-AGENT-DONE: %s sha256 %s\n", res.Path, res.SHA256)
-	return pid1.Finish(after)
+	typed := cfg.Account == ""
+	for attempt := 1; ; attempt++ {
+		if typed {
+			// No one-time logon on the command line: ask at the console.
+			ctx := context.Background()
+			nonEmpty := func(s string) error {
+				if s == "" {
+					return errors.New("it cannot be empty")
+				}
+				return nil
+			}
+			fmt.Fprint(out, "\r\nnetdeploy: log on to the deployment server\r\n")
+			if cfg.Account, err = con.ask(ctx, "account: ", nonEmpty); err == nil {
+				cfg.Password, err = con.askSecret(ctx, "password: ")
+			}
+			if err != nil {
+				fmt.Fprintln(out, "NETDEPLOY-AGENT-FAILED:", err)
+				return pid1.Finish(pid1.Halt)
+			}
+		}
+		res, err := agent.Run(context.Background(), cfg)
+		if typed && errors.Is(err, agent.ErrLogon) && attempt < 3 {
+			fmt.Fprintf(out, "  %v\r\n", err)
+			continue
+		}
+		if err != nil {
+			log.Error("agent: deployment failed", "err", err)
+			fmt.Fprintln(out, "NETDEPLOY-AGENT-FAILED:", err)
+			return pid1.Finish(pid1.Halt) // stay up so the console can be read
+		}
+		fmt.Fprintf(out, "NETDEPLOY-AGENT-DONE: %s sha256 %s\n", res.Path, res.SHA256)
+		return pid1.Finish(after)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,51 +29,86 @@ const deployedMarker = "NETDEPLOY-DEPLOYED-SYSTEM-UP"
 // http, rpc, smb, apply, done with their ports, and the report has the
 // deployment. BIOS boots through the NIC's iPXE ROM, which needs no TFTP;
 // UEFI through OVMF's own PXE client, which fetches iPXE over TFTP.
+//
+// bios-choice has no default image: the agent lists the images on its
+// console and the test answers on the serial line. bios-no-disk has no
+// disk: the agent reports why it failed, and the report says so.
 func TestQEMUDeploy(t *testing.T) {
 	need(t, "qemu-system-x86_64")
-	for _, fw := range []string{"bios", "uefi"} {
-		t.Run(fw, func(t *testing.T) { qemuDeploy(t, fw) })
+	for _, tc := range []deployCase{{fw: "bios"}, {fw: "uefi"}, {fw: "bios", choice: true}, {fw: "bios", noDisk: true}} {
+		name := tc.fw
+		if tc.choice {
+			name += "-choice"
+		}
+		if tc.noDisk {
+			name += "-no-disk"
+		}
+		t.Run(name, func(t *testing.T) { qemuDeploy(t, tc) })
 	}
 }
 
-func qemuDeploy(t *testing.T, fw string) {
+type deployCase struct {
+	fw     string
+	choice bool // no default image: choose at the console
+	noDisk bool // a machine without a disk
+}
+
+func qemuDeploy(t *testing.T, tc deployCase) {
 	hostKernel(t)
+	fw := tc.fw
 	work := t.TempDir()
 	images := filepath.Join(work, "images")
 	if err := os.MkdirAll(images, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	imgPath := filepath.Join(images, "e2e-"+fw+".img")
-	size := buildBootImage(t, fw, deployedMarker, imgPath)
-	if out, err := exec.Command(binary(t), "image", "add", imgPath, "--name", "E2E", "--arch", "amd64",
-		"--description", "boots to a marker").CombinedOutput(); err != nil {
-		t.Fatalf("image add: %v\n%s", err, out)
+	var size int64
+	if tc.noDisk {
+		size = int64(len(randomFile(t, imgPath, 1<<20)))
+	} else {
+		size = buildBootImage(t, fw, deployedMarker, imgPath)
+	}
+	add := [][]string{{"image", "add", imgPath, "--name", "E2E", "--arch", "amd64", "--description", "boots to a marker"}}
+	if tc.choice {
+		// Listed first: picking it would fail the test.
+		randomFile(t, filepath.Join(images, "a-decoy.img"), 1<<20)
+		add = append(add, []string{"image", "add", filepath.Join(images, "a-decoy.img"), "--name", "Decoy"})
+	}
+	for _, a := range add {
+		if out, err := exec.Command(binary(t), a...).CombinedOutput(); err != nil {
+			t.Fatalf("image add: %v\n%s", err, out)
+		}
 	}
 	lab := netlab.New(t)
 	srv := lab.AddHost("srv", "198.18.0.1/24", "")
 	tap := lab.AddTap("tap0")
 	data := filepath.Join(work, "data")
-	nd := serveIn(t, srv, "--interface", "eth0", "--data-dir", data, "--images-dir", images,
-		"--default-image", "E2E", "--cmdline", "console=ttyS0,115200 panic=-1")
+	serveArgs := []string{"--interface", "eth0", "--data-dir", data, "--images-dir", images,
+		"--cmdline", "console=ttyS0,115200 panic=-1"}
+	if !tc.choice {
+		serveArgs = append(serveArgs, "--default-image", "E2E")
+	}
+	nd := serveIn(t, srv, serveArgs...)
 
-	mac := "52:54:00:e2:d0:01"
-	if fw == "uefi" {
-		mac = "52:54:00:e2:d0:02"
-	}
+	mac := map[string]string{"bios": "52:54:00:e2:d0:01", "uefi": "52:54:00:e2:d0:02", "bios-choice": "52:54:00:e2:d0:03", "bios-no-disk": "52:54:00:e2:d0:04"}[t.Name()[len("TestQEMUDeploy/"):]]
 	disk := filepath.Join(work, "disk.raw")
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	serial := filepath.Join(work, "serial.log")
-	// The disk comes first in the boot order: empty, the firmware falls
-	// through to the network; deployed, it boots.
-	args := []string{"-accel", "tcg", "-m", "1024", "-smp", "1",
-		"-display", "none", "-monitor", "none", "-serial", "file:" + serial,
-		"-drive", "file=" + disk + ",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=1",
+	// The serial line is a socket QEMU waits on, so that the test sees all
+	// of it and can type at the agent's console.
+	sock := filepath.Join(work, "serial.sock")
+	args := []string{"-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none", "-monitor", "none",
+		"-chardev", "socket,id=ser0,path=" + sock + ",server=on,wait=on", "-serial", "chardev:ser0",
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+	if !tc.noDisk {
+		if err := os.WriteFile(disk, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(disk, 1<<30); err != nil {
+			t.Fatal(err)
+		}
+		// The disk comes first in the boot order: empty, the firmware
+		// falls through to the network; deployed, it boots.
+		args = append(args, "-drive", "file="+disk+",format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=1")
+	}
 	args = append(args, firmwareArgs(t, fw, work, mac, "bootindex=2")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -88,30 +124,71 @@ func qemuDeploy(t *testing.T, fw string) {
 		vm.Process.Kill()
 		<-exited
 	}()
+	var conn net.Conn
+	waitFor(t, 30*time.Second, "qemu's serial socket", func() bool {
+		c, err := net.Dial("unix", sock)
+		conn = c
+		return err == nil
+	})
+	defer conn.Close()
+	var serial netlab.Buffer
+	go io.Copy(&serial, conn)
 
+	want := deployedMarker
+	if tc.noDisk {
+		want = "NETDEPLOY-AGENT-FAILED"
+	}
+	answered := false
 	deadline := time.Now().Add(14 * time.Minute)
-	read := func() string { b, _ := os.ReadFile(serial); return string(b) }
-	for !strings.Contains(read(), deployedMarker) {
-		out := read()
-		if i := strings.Index(out, "NETDEPLOY-AGENT-FAILED"); i >= 0 {
+	for !strings.Contains(serial.String(), want) {
+		out := serial.String()
+		if !tc.noDisk && strings.Contains(out, "NETDEPLOY-AGENT-FAILED") {
 			t.Fatalf("the agent failed:\n%s", tail(out))
+		}
+		if tc.choice && !answered && strings.Contains(out, "Deploy which image (1-2)? ") {
+			// The list is in catalogue order; answer with E2E's number,
+			// after a wrong answer the agent must explain.
+			line := out[strings.LastIndex(out, "Images on the server:"):]
+			n := "2"
+			if strings.Index(line, "E2E") < strings.Index(line, "Decoy") {
+				n = "1"
+			}
+			io.WriteString(conn, "9\r")
+			waitFor(t, time.Minute, "the agent to refuse 9", func() bool { return strings.Contains(serial.String(), "type a number from 1 to 2") })
+			io.WriteString(conn, n+"\r")
+			answered = true
 		}
 		select {
 		case err := <-exited:
 			exited <- err
-			if out := read(); !strings.Contains(out, deployedMarker) {
-				t.Fatalf("qemu exited (%v) before the deployed system came up; serial:\n%s\nqemu: %s", err, tail(out), vmOut.String())
+			if out := serial.String(); !strings.Contains(out, want) {
+				t.Fatalf("qemu exited (%v) before %s; serial:\n%s\nqemu: %s", err, want, tail(out), vmOut.String())
 			}
 		case <-time.After(time.Second):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the deployed system never came up; serial:\n%s\nserver:\n%s", tail(read()), tail(nd.logs()))
+			t.Fatalf("no %s on the serial console:\n%s\nserver:\n%s", want, tail(serial.String()), tail(nd.logs()))
 		}
 	}
-	out := read()
+	if tc.noDisk {
+		e := nd.wait(30*time.Second, "failed for "+mac, func(e tracker.Event) bool { return e.MAC == mac && e.Stage == tracker.StageFailed })
+		if !strings.Contains(e.Detail, "no target disk") {
+			t.Errorf("failed event %+v", e)
+		}
+		nd.stop()
+		recs, _, err := report.Scan(report.Path(data))
+		if err != nil || len(recs) != 1 || recs[0].MAC != mac || recs[0].Result != report.ResultFailed || !strings.Contains(recs[0].Reason, "no target disk") {
+			t.Fatalf("report: %v %+v", err, recs)
+		}
+		return
+	}
+	out := serial.String()
 	agentDone := strings.Index(out, "NETDEPLOY-AGENT-DONE")
 	if agentDone < 0 || agentDone > strings.Index(out, deployedMarker) {
 		t.Errorf("the marker came before the agent finished (was the disk bootable before?); serial:\n%s", tail(out))
+	}
+	if tc.choice && !answered {
+		t.Error("the agent never asked for an image")
 	}
 
 	// The disk holds the image over its length.
@@ -124,11 +201,11 @@ func qemuDeploy(t *testing.T, fw string) {
 	if _, err := io.ReadFull(f, got); err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile(imgPath)
+	image, err := os.ReadFile(imgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want) {
+	if !bytes.Equal(got, image) {
 		t.Fatalf("the disk's first %d bytes are not the image", size)
 	}
 

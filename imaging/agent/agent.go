@@ -47,9 +47,13 @@ type Config struct {
 	MAC net.HardwareAddr
 	// Account and Password log on to RPC and SMB (NTLM).
 	Account, Password string
-	// Image chooses the image: its name or path, without case. "": the
-	// first raw image enumerated.
+	// Image chooses the image: its name or path, without case. "": Choose
+	// picks, else the first raw image enumerated.
 	Image string
+	// Choose, when Image is "" and several raw images are offered, picks
+	// one of them (the technician at the machine's console) and returns
+	// its index. The RPC connection is kept alive meanwhile.
+	Choose func(ctx context.Context, offered []Offer) (int, error)
 	// TargetFile is written: a regular file is created or truncated; a
 	// block device is written in place and must hold the image.
 	TargetFile string
@@ -60,6 +64,12 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Log receives the agent's diagnostics. Nil: slog.Default().
 	Log *slog.Logger
+}
+
+// Offer is an image offered to Choose.
+type Offer struct {
+	Name, Path string
+	Size       int64 // uncompressed size when known, else 0
 }
 
 // Result is what Run deployed.
@@ -108,24 +118,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.TargetFile == "" {
 		return Result{}, errors.New("agent: no target file")
 	}
-	server := cfg.Server
-	if server == nil {
-		if cfg.Iface == "" {
-			return Result{}, errors.New("agent: no server and no interface to learn it on")
-		}
-		var err error
-		if server, err = discoverServer(ctx, cfg.Iface); err != nil {
-			return Result{}, err
-		}
-		log.Info("agent learned its server by DHCP", "server", server, "iface", cfg.Iface)
-	}
-	mac := cfg.MAC
-	if mac == nil && cfg.Iface != "" {
-		if ifi, err := net.InterfaceByName(cfg.Iface); err == nil {
-			mac = ifi.HardwareAddr
-		}
-	}
-	s, err := dialRPC(ctx, server, cfg, mac)
+	s, err := connect(ctx, cfg, log)
 	if err != nil {
 		return Result{}, err
 	}
@@ -142,6 +135,49 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// connect finds the server (cfg.Server, else DHCP on cfg.Iface) and logs
+// on to its RPC service.
+func connect(ctx context.Context, cfg Config, log *slog.Logger) (*session, error) {
+	server := cfg.Server
+	if server == nil {
+		if cfg.Iface == "" {
+			return nil, errors.New("agent: no server and no interface to learn it on")
+		}
+		var err error
+		if server, err = discoverServer(ctx, cfg.Iface); err != nil {
+			return nil, err
+		}
+		log.Info("agent learned its server by DHCP", "server", server, "iface", cfg.Iface)
+	}
+	mac := cfg.MAC
+	if mac == nil && cfg.Iface != "" {
+		if ifi, err := net.InterfaceByName(cfg.Iface); err == nil {
+			mac = ifi.HardwareAddr
+		}
+	}
+	return dialRPC(ctx, server, cfg, mac)
+}
+
+// Fail reports a deployment that could not even start (no disk, for
+// one) as failed with reason, so that the server's console and report
+// show it: it logs on as cfg says and sends the failed report.
+func Fail(ctx context.Context, cfg Config, reason error) error {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	s, err := connect(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if err := s.logInit(ctx); err != nil {
+		return err
+	}
+	r := wds.ApplyReport{Stage: wds.ApplyStageFailed, Image: cfg.Image, Reason: reason.Error()}
+	return s.report(ctx, wds.MsgClientError, reason.Error(), r)
 }
 
 // session is the RPC side of a run.
@@ -252,18 +288,26 @@ func (s *session) report(ctx context.Context, typ uint32, text string, r wds.App
 	return s.logMsg(ctx, typ, text, r.Vars()...)
 }
 
+// logInit sends LOG_INIT, the first call of a session. The NTLM exchange
+// ends without a reply: a wrong password shows as this call failing with
+// access denied, returned as ErrLogon.
+func (s *session) logInit(ctx context.Context) error {
+	if _, err := s.call(ctx, wds.OpLogInit, wds.ULongVar(wds.VarVersion, 1)); err != nil {
+		var de *dcerrors.Error
+		if errors.As(err, &de) && de.Value == uint32(5) {
+			return fmt.Errorf("agent: %w for %s (wrong account or password?): %w", ErrLogon, s.cfg.Account, err)
+		}
+		return fmt.Errorf("agent: log init: %w", err)
+	}
+	return nil
+}
+
 // deploy runs the steps after the logon. The Result carries the image's
 // name and path as soon as one was chosen, for the failure report.
 func (s *session) deploy(ctx context.Context, log *slog.Logger) (Result, error) {
 	var res Result
-	if _, err := s.call(ctx, wds.OpLogInit, wds.ULongVar(wds.VarVersion, 1)); err != nil {
-		// The NTLM exchange ends without a reply: a wrong password shows
-		// as the first call failing with access denied.
-		var de *dcerrors.Error
-		if errors.As(err, &de) && de.Value == uint32(5) {
-			return res, fmt.Errorf("agent: %w for %s (wrong account or password?): %w", ErrLogon, s.cfg.Account, err)
-		}
-		return res, fmt.Errorf("agent: log init: %w", err)
+	if err := s.logInit(ctx); err != nil {
+		return res, err
 	}
 	if err := s.logMsg(ctx, wds.MsgClientStarted, "netdeploy agent started; logged on as "+s.cfg.Account); err != nil {
 		return res, fmt.Errorf("agent: log: %w", err)
@@ -272,7 +316,13 @@ func (s *session) deploy(ctx context.Context, log *slog.Logger) (Result, error) 
 	if err != nil {
 		return res, err
 	}
-	im, err := choose(images, s.cfg.Image)
+	want := s.cfg.Image
+	if want == "" && s.cfg.Choose != nil {
+		if want, err = s.askChoice(ctx, images); err != nil {
+			return res, err
+		}
+	}
+	im, err := choose(images, want)
 	if err != nil {
 		return res, err
 	}
@@ -295,7 +345,7 @@ func (s *session) deploy(ctx context.Context, log *slog.Logger) (Result, error) 
 		return res, err
 	}
 	res.Bytes = n
-	if err := t.f.Sync(); err != nil {
+	if err := a.sync(ctx); err != nil {
 		return res, fmt.Errorf("agent: fsync %s: %w", s.cfg.TargetFile, err)
 	}
 	// sum is of what read back from the target when the manifest has a
@@ -406,4 +456,52 @@ func choose(images []imageInfo, want string) (imageInfo, error) {
 		return imageInfo{}, fmt.Errorf("agent: %w: the server offers %d images, none raw", ErrImageNotFound, len(images))
 	}
 	return imageInfo{}, fmt.Errorf("agent: %w: %q is not among the %d images offered", ErrImageNotFound, want, len(images))
+}
+
+// askChoice asks cfg.Choose among the raw images, when there are several,
+// and returns the chosen image's path ("" for the first raw image). A
+// LOG_MSG every 30 s keeps the RPC connection from idling out while the
+// technician reads the list.
+func (s *session) askChoice(ctx context.Context, images []imageInfo) (string, error) {
+	var raw []imageInfo
+	var offers []Offer
+	for _, im := range images {
+		if im.Kind == imaging.KindRaw {
+			raw = append(raw, im)
+			offers = append(offers, Offer{Name: im.Name, Path: im.Path, Size: im.Size})
+		}
+	}
+	if len(raw) < 2 {
+		return "", nil
+	}
+	if err := s.logMsg(ctx, wds.MsgClientGenericMessage, "waiting for a choice at the console"); err != nil {
+		return "", fmt.Errorf("agent: log: %w", err)
+	}
+	type answer struct {
+		i   int
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		i, err := s.cfg.Choose(ctx, offers)
+		got <- answer{i, err}
+	}()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-got:
+			if a.err != nil {
+				return "", fmt.Errorf("agent: choice: %w", a.err)
+			}
+			if a.i < 0 || a.i >= len(raw) {
+				return "", fmt.Errorf("agent: choice %d of %d images", a.i, len(raw))
+			}
+			return raw[a.i].Path, nil
+		case <-tick.C:
+			if err := s.logMsg(ctx, wds.MsgClientGenericMessage, "still waiting for a choice at the console"); err != nil {
+				return "", fmt.Errorf("agent: log: %w", err)
+			}
+		}
+	}
 }

@@ -459,3 +459,64 @@ func TestChoose(t *testing.T) {
 		t.Errorf("no raw: %v", err)
 	}
 }
+
+// TestRunChoose: with no image named, the technician's choice among the
+// raw images is deployed; an out-of-range or failed choice fails the run
+// and says so.
+func TestRunChoose(t *testing.T) {
+	im := newImages(t)
+	s := startServers(t, im.dir)
+	cfg := s.config(t, "")
+	var offered []Offer
+	cfg.Choose = func(_ context.Context, list []Offer) (int, error) {
+		offered = list
+		for i, o := range list {
+			if o.Path == `gamma.img.gz` {
+				return i, nil
+			}
+		}
+		return 0, errors.New("gamma not offered")
+	}
+	sub := s.tr.Subscribe()
+	defer sub.Close()
+	res, err := Run(testContext(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offered) < 3 {
+		t.Fatalf("offered %+v", offered)
+	}
+	checkDeployed(t, cfg, res, im.data[`gamma.img.gz`], `gamma.img.gz`, sub.Next())
+
+	for _, choose := range []func(context.Context, []Offer) (int, error){
+		func(context.Context, []Offer) (int, error) { return 99, nil },
+		func(context.Context, []Offer) (int, error) { return 0, errors.New("console closed") },
+	} {
+		cfg := s.config(t, "")
+		cfg.Choose = choose
+		if _, err := Run(testContext(t), cfg); err == nil || !strings.Contains(err.Error(), "choice") {
+			t.Errorf("bad choice: %v", err)
+		}
+	}
+}
+
+// TestFail: a deployment that cannot start is reported failed with its
+// reason.
+func TestFail(t *testing.T) {
+	im := newImages(t)
+	s := startServers(t, im.dir)
+	sub := s.tr.Subscribe()
+	defer sub.Close()
+	cfg := s.config(t, "")
+	if err := Fail(testContext(t), cfg, errors.New("no disk to write to")); err != nil {
+		t.Fatal(err)
+	}
+	ev := applyEvents(sub.Next())
+	if len(ev) != 1 || ev[0].Stage != tracker.StageFailed || !strings.Contains(ev[0].Detail, "no disk to write to") {
+		t.Fatalf("events %+v", ev)
+	}
+	cfg.Password = "wrong"
+	if err := Fail(testContext(t), cfg, errors.New("x")); !errors.Is(err, ErrLogon) {
+		t.Errorf("Fail with a wrong password: %v", err)
+	}
+}

@@ -105,6 +105,30 @@ func (a *applier) run(ctx context.Context) (string, int64, error) {
 	return hex.EncodeToString(a.h.Sum(nil)), a.written, nil
 }
 
+// syncBeat spaces the LOG_MSGs sent while the target syncs; the server's
+// silent timeout is at least 10 s.
+const syncBeat = 5 * time.Second
+
+// sync flushes the target to its disk with a LOG_MSG every syncBeat
+// meanwhile: a large write-back to a slow disk can take minutes, and a
+// silent agent would be marked failed.
+func (a *applier) sync(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- a.t.f.Sync() }()
+	tick := time.NewTicker(syncBeat)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if err := a.s.logMsg(ctx, wds.MsgClientGenericMessage, "writing the last bytes to the disk"); err != nil {
+				a.log.Warn("agent could not report progress", "err", err)
+			}
+		}
+	}
+}
+
 // progress sends an apply report, at most every a.every unless force.
 func (a *applier) progress(ctx context.Context, force bool) error {
 	if !force && (time.Since(a.lastSent) < a.every || (a.im.Size > 0 && a.written >= a.im.Size)) {
