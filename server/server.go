@@ -155,11 +155,6 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 	}
 	events := credRevoker{next: macFiller{t: o.Tracker, lookup: neighborMAC}, o: o}
 	entry, problem := bootEntry(rt, log)
-	if problem != "" {
-		log.Warn("no default boot entry: clients get a script that says so", "reason", problem)
-	} else if entry.Agent {
-		log.Info("default boot entry: the imaging agent", "kernel", entry.Kernel)
-	}
 	o.entryProblem = problem
 	o.FS = &boot.FS{
 		Root:    rt.TFTP.Root,
@@ -362,6 +357,14 @@ func (o *Orchestrator) Listen() error {
 	}
 	o.ctlLn = cl
 	o.ctl = &http.Server{Handler: control.Handler(o), ReadHeaderTimeout: 10 * time.Second}
+	// Said once the sockets are open, so that a listen error stays the
+	// only line.
+	switch e := o.FS.Entry; {
+	case o.entryProblem != "":
+		o.log.Warn("no default boot entry: clients get a script that says so", "reason", o.entryProblem)
+	case e.Agent:
+		o.log.Info("default boot entry: the imaging agent", "kernel", e.Kernel)
+	}
 	return nil
 }
 
