@@ -30,7 +30,13 @@ func seedRequests() [][]byte {
 		msfClientUnattend(),
 	}
 	other, _ := EncodeRequest(MustGUID("01234567-89ab-cdef-0123-456789abcdef"), OpLogInit, ULongVar(VarVersion, 1))
-	return append(seeds, other)
+	join, _ := EncodeRequest(MulticastEndpoint, OpMcJoin, WStringVar(VarMcImage, "Alpha"), mac)
+	joinReply, _ := (&Packet{Endpoint: MulticastEndpoint, Type: PacketReply, Vars: []Var{
+		WStringVar(VarMcPath, "a.img"), StringVar(VarMcGroup, "239.255.77.1"), ULongVar(VarMcPort, 64100),
+		StringVar(VarMcServer, "198.18.0.1"), ULongVar(VarMcServerPort, 64099), ULongVar(VarMcSession, 1),
+		ULongVar(VarMcClient, 1), BlobVar(VarMcKey, make([]byte, 32)), ULong64Var(VarMcSize, 100), ULongVar(VarMcBlock, 1400),
+	}}).Encode()
+	return append(seeds, other, join, joinReply)
 }
 
 // FuzzDecodePacket feeds arbitrary bytes to Decode and the decisions. It
@@ -51,7 +57,14 @@ func FuzzDecodePacket(f *testing.F) {
 	st := State{Images: func() ([]imaging.Image, error) { return images, nil }, LogLevel: LogLevelInfo, NewTransactionID: func() string { return "{ID}" }}
 	anon := dcerpc.Caller{Remote: &net.TCPAddr{IP: net.IPv4(198, 18, 0, 130), Port: 49152}}
 	user := anon
-	user.Authenticated, user.Account = true, "deploy"
+	user.Authenticated, user.Account, user.AuthLevel = true, "deploy", dcerpc.AuthLevelPrivacy
+	st.Join = func(image string, _ net.HardwareAddr, _ net.IP) (MulticastJoin, error) {
+		if image != "Alpha" {
+			return MulticastJoin{}, ErrNoMulticast
+		}
+		return MulticastJoin{Path: "a.img", Group: &net.UDPAddr{IP: net.IPv4(239, 255, 77, 1), Port: 64100},
+			Server: &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 64099}, Key: make([]byte, 32), Size: 1, BlockSize: 1400}, nil
+	}
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Decode(b)
@@ -66,6 +79,11 @@ func FuzzDecodePacket(f *testing.F) {
 			}
 			if !reflect.DeepEqual(p, q) {
 				t.Fatalf("round trip differs:\n%+v\n%+v", p, q)
+			}
+			// The agent reads join replies: never a panic, and what it
+			// accepts is usable.
+			if j, err := ParseMulticastJoin(p); err == nil && (j.Group == nil || j.Server == nil || j.BlockSize <= 0) {
+				t.Fatalf("accepted join %+v", j)
 			}
 		}
 		for _, c := range []dcerpc.Caller{anon, user} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 
 	wdsrpc "github.com/oiweiwei/go-msrpc/msrpc/wdsc/wdsrpcinterface/v1"
 
@@ -34,6 +35,9 @@ type Handler struct {
 	UnattendVariables map[string]UnattendVariables
 	// NewTransactionID overrides LOG_INIT's random TRANSACTION_ID (tests).
 	NewTransactionID func() string
+	// Join registers a client in an image's multicast session (see
+	// State.Join); nil: multicast is off.
+	Join func(image string, mac net.HardwareAddr, ip net.IP) (MulticastJoin, error)
 }
 
 // ImageLister is the image catalogue as the handler uses it.
@@ -56,6 +60,7 @@ func (h *Handler) state() State {
 		NewTransactionID:  h.NewTransactionID,
 		ClientUnattend:    h.ClientUnattend,
 		UnattendVariables: h.UnattendVariables,
+		Join:              h.Join,
 	}
 	if h.ClientLogLevel != nil {
 		st.LogLevel = *h.ClientLogLevel
@@ -129,6 +134,8 @@ func (h *Handler) report(c dcerpc.Caller, d Decision) {
 	case d.Status != StatusSuccess:
 		log.Debug("wds ignoring request", "op", OpName(d.Op), "peer", ev.Peer, "status", d.Status.String(), "reason", d.Reason)
 		return
+	case d.Join != nil:
+		ev.Event, ev.Detail = tracker.KindDone, fmt.Sprintf("joined multicast session %d of %s", d.Join.SessionID, d.Join.Path)
 	case d.Op == OpLogInit:
 		ev.Event, ev.Detail = tracker.KindStart, "log init"
 	case d.Op == OpLogMsg:

@@ -233,6 +233,9 @@ type State struct {
 	// UnattendVariables answers GET_UNATTEND_VARIABLES by client MAC
 	// (net.HardwareAddr.String form); other clients get empty values.
 	UnattendVariables map[string]UnattendVariables
+	// Join registers a client in the multicast session of an image (named
+	// as IMG_ENUMERATE names it); nil: multicast is off.
+	Join func(image string, mac net.HardwareAddr, ip net.IP) (MulticastJoin, error)
 }
 
 // Decision is the outcome of one request.
@@ -245,12 +248,13 @@ type Decision struct {
 
 	MAC net.HardwareAddr // CLIENT_MAC, when present and readable
 
-	Log             *LogMessage // LOG_MSG: the client's own log line
-	Images          int         // IMG_ENUMERATE: images in the reply
-	Omitted         int         // IMG_ENUMERATE: images left out to stay within the packet limits
-	V2              bool        // IMG_ENUMERATE: the version 2.0 format was used
-	UnattendPresent bool        // GET_CLIENT_UNATTEND: an unattend file was sent
-	Firmware        uint32      // GET_CLIENT_UNATTEND: the FIRMWARE sent
+	Log             *LogMessage    // LOG_MSG: the client's own log line
+	Images          int            // IMG_ENUMERATE: images in the reply
+	Omitted         int            // IMG_ENUMERATE: images left out to stay within the packet limits
+	V2              bool           // IMG_ENUMERATE: the version 2.0 format was used
+	UnattendPresent bool           // GET_CLIENT_UNATTEND: an unattend file was sent
+	Firmware        uint32         // GET_CLIENT_UNATTEND: the FIRMWARE sent
+	Join            *MulticastJoin // ND_MC_JOIN: the client's session
 }
 
 // AnonymousAllowed reports whether an unauthenticated caller may use op:
@@ -287,6 +291,9 @@ func DecideBytes(b []byte, c dcerpc.Caller, st State) Decision {
 // Decide answers one decoded request from caller c.
 func Decide(req *Packet, c dcerpc.Caller, st State) Decision {
 	op := req.Code
+	if req.Endpoint == MulticastEndpoint {
+		return decideMulticast(req, c, st)
+	}
 	if req.Endpoint != OSDeploymentEndpoint {
 		return failed(req.Endpoint, op, StatusNotFound, "no service provider for endpoint "+req.Endpoint.String())
 	}
@@ -352,7 +359,7 @@ func failed(ep GUID, op uint32, s Status, reason string) Decision {
 func withStatus(d Decision, ep GUID, op uint32, s Status, reason string) Decision {
 	d.Reply = &Packet{Endpoint: ep, Type: PacketReply, Code: uint32(s)}
 	d.Op, d.Status, d.Reason = op, s, reason
-	d.Log, d.Images, d.Omitted, d.V2, d.UnattendPresent = nil, 0, 0, false, false
+	d.Log, d.Images, d.Omitted, d.V2, d.UnattendPresent, d.Join = nil, 0, 0, false, false, nil
 	return d
 }
 
