@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,20 +27,21 @@ const (
 // Config is the whole configuration. The mapstructure tags are the
 // documented key names (README "Configuration").
 type Config struct {
-	Interface string `mapstructure:"interface"`
-	ServerIP  string `mapstructure:"server_ip"`
-	UDPRange  string `mapstructure:"udp_range"`
-	DataDir   string `mapstructure:"data_dir"`
-	ImagesDir string `mapstructure:"images_dir"`
-	LogLevel  string `mapstructure:"log_level"`
-	DHCP      DHCP   `mapstructure:"dhcp"`
-	PXE       PXE    `mapstructure:"pxe"`
-	Boot      Boot   `mapstructure:"boot"`
-	TFTP      TFTP   `mapstructure:"tftp"`
-	HTTP      HTTP   `mapstructure:"http"`
-	RPC       RPC    `mapstructure:"rpc"`
-	SMB       SMB    `mapstructure:"smb"`
-	Deploy    Deploy `mapstructure:"deploy"`
+	Interface string    `mapstructure:"interface"`
+	ServerIP  string    `mapstructure:"server_ip"`
+	UDPRange  string    `mapstructure:"udp_range"`
+	DataDir   string    `mapstructure:"data_dir"`
+	ImagesDir string    `mapstructure:"images_dir"`
+	LogLevel  string    `mapstructure:"log_level"`
+	DHCP      DHCP      `mapstructure:"dhcp"`
+	PXE       PXE       `mapstructure:"pxe"`
+	Boot      Boot      `mapstructure:"boot"`
+	TFTP      TFTP      `mapstructure:"tftp"`
+	HTTP      HTTP      `mapstructure:"http"`
+	RPC       RPC       `mapstructure:"rpc"`
+	SMB       SMB       `mapstructure:"smb"`
+	Deploy    Deploy    `mapstructure:"deploy"`
+	Multicast Multicast `mapstructure:"multicast"`
 	// Accounts may log on to the RPC service (and, later, SMB).
 	Accounts []AccountConfig `mapstructure:"accounts"`
 
@@ -141,6 +143,67 @@ type AccountConfig struct {
 	NTHash   string `mapstructure:"nt_hash"`
 }
 
+// Multicast configures image transmission to many clients at once.
+type Multicast struct {
+	// Enabled offers images by multicast; agents fall back to SMB.
+	Enabled bool `mapstructure:"enabled"`
+	// Group is the block of IPv4 multicast addresses sessions take their
+	// group from (CIDR, inside 239.0.0.0/8, the organization-local scope).
+	Group string `mapstructure:"group"`
+	// Start says when a session starts sending: "now" (its first client),
+	// "clients:N", "delay:DURATION" (after its first client joined),
+	// "clients:N,delay:DURATION" (whichever comes first) or "manual".
+	Start string `mapstructure:"start"`
+	// SlowClient is what happens to a client that holds the others back:
+	// "wait" (the group slows down) or "drop" (it fetches by SMB).
+	SlowClient string `mapstructure:"slow_client"`
+	// MaxRate caps the send rate in Mbit/s; 0: the sender's default.
+	MaxRate int `mapstructure:"max_rate"`
+	// TTL of the data packets; 1 keeps them on the local segment.
+	TTL int `mapstructure:"ttl"`
+}
+
+// StartPolicy is multicast.start read: start after Clients clients or
+// Delay after the first, or only by hand.
+type StartPolicy struct {
+	Clients int
+	Delay   time.Duration
+	Manual  bool
+}
+
+// ParseStart reads multicast.start.
+func ParseStart(s string) (StartPolicy, error) {
+	var p StartPolicy
+	s = strings.ToLower(strings.TrimSpace(s))
+	switch s {
+	case "now", "":
+		return p, nil
+	case "manual":
+		p.Manual = true
+		return p, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), ":")
+		switch {
+		case ok && k == "clients":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 || p.Clients != 0 {
+				return p, fmt.Errorf("%q: clients:N wants N from 1 to 10000, once", s)
+			}
+			p.Clients = n
+		case ok && k == "delay":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > 24*time.Hour || p.Delay != 0 {
+				return p, fmt.Errorf("%q: delay:DURATION wants a duration up to 24h, once", s)
+			}
+			p.Delay = d
+		default:
+			return p, fmt.Errorf("%q: want now, manual, clients:N, delay:DURATION or clients:N,delay:DURATION", s)
+		}
+	}
+	return p, nil
+}
+
 // Error is a configuration problem: the key and what is wrong with it.
 type Error struct {
 	Key     string
@@ -164,13 +227,14 @@ func Default() Config {
 			Mode:  ModeAuthoritative,
 			Lease: time.Hour,
 		},
-		PXE:    PXE{Policy: string(policy.All)},
-		Boot:   Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
-		HTTP:   HTTP{Port: 80},
-		TFTP:   TFTP{Port: 69},
-		RPC:    RPC{Port: 5040, EPMPort: 135},
-		SMB:    SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445, SessionPort: 139, NetBIOS: true},
-		Deploy: Deploy{SilentTimeout: 5 * time.Minute, After: "reboot"},
+		PXE:       PXE{Policy: string(policy.All)},
+		Boot:      Boot{IPXEDir: "/usr/lib/ipxe", Cmdline: "console=tty0 console=ttyS0,115200"},
+		HTTP:      HTTP{Port: 80},
+		TFTP:      TFTP{Port: 69},
+		RPC:       RPC{Port: 5040, EPMPort: 135},
+		SMB:       SMB{Name: "NETDEPLOY", Workgroup: "WORKGROUP", Signing: "auto", Port: 445, SessionPort: 139, NetBIOS: true},
+		Deploy:    Deploy{SilentTimeout: 5 * time.Minute, After: "reboot"},
+		Multicast: Multicast{Enabled: true, Group: "239.255.77.0/24", Start: "now", SlowClient: "wait", TTL: 1},
 	}
 }
 
@@ -215,6 +279,7 @@ func (c *Config) Finish() {
 	c.DHCP.Mode = strings.ToLower(strings.TrimSpace(c.DHCP.Mode))
 	c.PXE.Policy = strings.ToLower(strings.TrimSpace(c.PXE.Policy))
 	c.Deploy.After = strings.ToLower(strings.TrimSpace(c.Deploy.After))
+	c.Multicast.SlowClient = strings.ToLower(strings.TrimSpace(c.Multicast.SlowClient))
 	if len(c.Deploy.Assign) > 0 {
 		norm := make(map[string]string, len(c.Deploy.Assign))
 		for mac, img := range c.Deploy.Assign {
@@ -327,6 +392,27 @@ func (c *Config) Validate() error {
 	case "reboot", "poweroff", "halt":
 	default:
 		return keyErr("deploy.after", "%q: want reboot, poweroff or halt", c.Deploy.After)
+	}
+	if _, g, err := net.ParseCIDR(c.Multicast.Group); err != nil || !g.IP.To4().IsMulticast() || g.IP.To4()[0] != 239 {
+		return keyErr("multicast.group", "%q: want an IPv4 block inside 239.0.0.0/8 (organization-local), such as 239.255.77.0/24", c.Multicast.Group)
+	} else if ones, _ := g.Mask.Size(); ones > 30 {
+		return keyErr("multicast.group", "%q: too small, want at least a /30", c.Multicast.Group)
+	}
+	if _, err := ParseStart(c.Multicast.Start); err != nil {
+		return keyErr("multicast.start", "%v", err)
+	}
+	switch c.Multicast.SlowClient {
+	case "wait", "drop":
+	case "split":
+		return keyErr("multicast.slow_client", "split (a second, slower stream) is not implemented yet; use wait or drop")
+	default:
+		return keyErr("multicast.slow_client", "%q: want wait or drop", c.Multicast.SlowClient)
+	}
+	if c.Multicast.MaxRate < 0 || c.Multicast.MaxRate > 100000 {
+		return keyErr("multicast.max_rate", "%d Mbit/s: want 0 (the default) to 100000", c.Multicast.MaxRate)
+	}
+	if c.Multicast.TTL < 1 || c.Multicast.TTL > 255 {
+		return keyErr("multicast.ttl", "%d: want 1 to 255", c.Multicast.TTL)
 	}
 	if c.Boot.Agent != "" && c.Boot.Initrd != "" {
 		return keyErr("boot.agent", "set with boot.initrd: the agent goes into the initramfs netdeploy builds, which boot.initrd replaces")

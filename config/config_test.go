@@ -294,3 +294,53 @@ func TestDeployKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestMulticastKeys(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want StartPolicy
+		bad  bool
+	}{
+		{"now", StartPolicy{}, false},
+		{"", StartPolicy{}, false},
+		{"Manual", StartPolicy{Manual: true}, false},
+		{"clients:4", StartPolicy{Clients: 4}, false},
+		{"delay:90s", StartPolicy{Delay: 90 * time.Second}, false},
+		{"clients:4, delay:2m", StartPolicy{Clients: 4, Delay: 2 * time.Minute}, false},
+		{"clients:0", StartPolicy{}, true},
+		{"clients:4,clients:5", StartPolicy{}, true},
+		{"delay:-1s", StartPolicy{}, true},
+		{"soon", StartPolicy{}, true},
+	} {
+		got, err := ParseStart(tc.in)
+		if tc.bad != (err != nil) || (!tc.bad && got != tc.want) {
+			t.Errorf("ParseStart(%q) = %+v, %v", tc.in, got, err)
+		}
+	}
+	for _, bad := range []struct {
+		key string
+		set func(*Config)
+	}{
+		{"multicast.group", func(c *Config) { c.Multicast.Group = "224.0.0.0/24" }},
+		{"multicast.group", func(c *Config) { c.Multicast.Group = "198.18.0.0/24" }},
+		{"multicast.group", func(c *Config) { c.Multicast.Group = "239.1.1.1/32" }},
+		{"multicast.start", func(c *Config) { c.Multicast.Start = "later" }},
+		{"multicast.slow_client", func(c *Config) { c.Multicast.SlowClient = "split" }},
+		{"multicast.slow_client", func(c *Config) { c.Multicast.SlowClient = "ignore" }},
+		{"multicast.max_rate", func(c *Config) { c.Multicast.MaxRate = -1 }},
+		{"multicast.ttl", func(c *Config) { c.Multicast.TTL = 0 }},
+	} {
+		c := Default()
+		bad.set(&c)
+		c.Finish()
+		var e *Error
+		if err := c.Validate(); !errors.As(err, &e) || e.Key != bad.key {
+			t.Errorf("want an error on %s, got %v", bad.key, err)
+		}
+	}
+	c := Default()
+	c.Finish()
+	if err := c.Validate(); err != nil || !c.Multicast.Enabled {
+		t.Fatalf("defaults: %v %+v", err, c.Multicast)
+	}
+}

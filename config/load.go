@@ -33,6 +33,9 @@ func flagKeys() [][2]string {
 		{"default-image", "deploy.default_image"},
 		{"silent-timeout", "deploy.silent_timeout"},
 		{"after", "deploy.after"},
+		{"multicast", "multicast.enabled"},
+		{"multicast-start", "multicast.start"},
+		{"multicast-slow-client", "multicast.slow_client"},
 		{"tftp-root", "tftp.root"},
 		{"tftp-port", "tftp.port"},
 		{"http-port", "http.port"},
@@ -69,6 +72,9 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("default-image", "", "image for clients without an assignment (default: the client chooses)")
 	fs.Duration("silent-timeout", d.Deploy.SilentTimeout, "mark a deploying client failed after this long without a word")
 	fs.String("after", d.Deploy.After, "what a deployed machine does: reboot, poweroff or halt")
+	fs.Bool("multicast", d.Multicast.Enabled, "offer images by multicast (agents fall back to SMB)")
+	fs.String("multicast-start", d.Multicast.Start, "when a multicast session starts: now, manual, clients:N, delay:DURATION")
+	fs.String("multicast-slow-client", d.Multicast.SlowClient, "a client that holds the others back: wait or drop (to SMB)")
 	fs.String("tftp-root", "", "extra files served over TFTP and HTTP (default: data-dir/tftp)")
 	fs.Int("tftp-port", d.TFTP.Port, "TFTP port")
 	fs.Int("http-port", d.HTTP.Port, "HTTP boot port")
@@ -221,4 +227,10 @@ func setDefaults(v *viper.Viper, d Config) {
 	v.SetDefault("deploy.assign", d.Deploy.Assign)
 	v.SetDefault("deploy.silent_timeout", d.Deploy.SilentTimeout)
 	v.SetDefault("deploy.after", d.Deploy.After)
+	v.SetDefault("multicast.enabled", d.Multicast.Enabled)
+	v.SetDefault("multicast.group", d.Multicast.Group)
+	v.SetDefault("multicast.start", d.Multicast.Start)
+	v.SetDefault("multicast.slow_client", d.Multicast.SlowClient)
+	v.SetDefault("multicast.max_rate", d.Multicast.MaxRate)
+	v.SetDefault("multicast.ttl", d.Multicast.TTL)
 }
