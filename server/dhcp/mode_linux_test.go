@@ -104,8 +104,12 @@ func TestLabModeSwitch(t *testing.T) {
 	if got := strings.Join(modeEvents(ev.all()), ","); got != want {
 		t.Fatalf("mode events %q, want %q", got, want)
 	}
-	// Offers and ACKs: 2 + 2 authoritative, 1 proxy offer.
+	// Offers and ACKs: 2 + 2 authoritative, 1 proxy offer. A reply is
+	// counted after it is sent, so the client may have it first.
 	st := s.Stats()
+	for deadline := time.Now().Add(5 * time.Second); st[67].PacketsOut < 5 && time.Now().Before(deadline); st = s.Stats() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if p := st[67]; p.PacketsOut < 5 || p.PacketsIn < p.PacketsOut || p.BytesOut < 5*240 {
 		t.Fatalf("port 67 stats %+v", p)
 	}
