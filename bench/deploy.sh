@@ -140,7 +140,7 @@ fail() { echo "$1" >&2; shift; for f; do echo "--- $f" >&2; tail -n 20 "$f" >&2;
 agent_cmd() {
   local run=(in_cli)
   [ "$1" = 0 ] || run=(in_client "$1")
-  "${run[@]}" "$nd" agent --server 198.18.0.1 --account $user --password "$pass" \
+  "${run[@]}" "$nd" agent --unicast --server 198.18.0.1 --account $user --password "$pass" \
     --image bench --target-file "$2" >"$3" 2>&1
 }
 smbclient_cmd() { # smbclient_cmd N TARGET LOG

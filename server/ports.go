@@ -77,7 +77,24 @@ func (o *Orchestrator) PortTable() []PortStatus {
 	smbStats := o.smb.Stats()
 	add("nb-sess", "tcp", o.RT.SMB.SessionPort, PortListening, "SMB through NetBIOS (counted with "+strconv.Itoa(o.RT.SMB.Port)+")", stats.Snapshot{})
 	add("smb", "tcp", o.RT.SMB.Port, PortListening, `image share \\`+o.RT.SMB.Name+`\images`, smbStats)
-	out = append(out, PortStatus{Service: "multicast", Proto: "udp", Port: r.String(), State: PortNotBuilt, Reason: "multicast not built yet"})
+	if o.mc == nil {
+		out = append(out, PortStatus{Service: "multicast", Proto: "udp", Port: r.String(), State: PortOff, Reason: "multicast.enabled off"})
+	} else {
+		var total stats.Snapshot
+		clients := 0
+		list := o.mc.list()
+		for _, s := range list {
+			t := s.Stats.Traffic
+			total.PacketsIn += t.PacketsIn
+			total.PacketsOut += t.PacketsOut
+			total.BytesIn += t.BytesIn
+			total.BytesOut += t.BytesOut
+			clients += len(s.Stats.Clients)
+		}
+		total.Active = int64(clients)
+		out = append(out, PortStatus{Service: "multicast", Proto: "udp", Port: r.String(), State: PortListening,
+			Reason: fmt.Sprintf("%d sessions, %d clients", len(list), clients), Stats: total})
+	}
 	return out
 }
 

@@ -125,6 +125,7 @@ type Orchestrator struct {
 	assigned map[string]string // MAC -> image, set through the control API
 
 	entryProblem string // why there is no default boot entry
+	mc           *mcast // nil: multicast.enabled is off
 }
 
 // New builds the services from a resolved configuration. Nothing is
@@ -219,6 +220,13 @@ func New(rt *config.Runtime, log *slog.Logger) (*Orchestrator, error) {
 		accounts = append(accounts, dcerpc.Account{Name: a.Name, NTHash: a.NTHash})
 	}
 	wdsHandler := &wds.Handler{Images: o.Catalog, Events: events, Log: log.With("service", "rpc"), Port: rt.RPC.Port}
+	if rt.Multicast.Enabled {
+		mc, err := newMcast(o, rt, events, log.With("service", "multicast"))
+		if err != nil {
+			return nil, err
+		}
+		o.mc, wdsHandler.Join = mc, mc.Join
+	}
 	o.rpc = &dcerpc.Server{
 		Interfaces:    []dcerpc.Interface{{Name: "WdsRpcInterface", Syntax: *wdsv1.InterfaceSyntaxV1_0, Handle: wdsv1.NewInterfaceServerHandle(wdsHandler)}},
 		Accounts:      accounts,
@@ -439,6 +447,9 @@ func (o *Orchestrator) Services() []Service {
 		}, Shutdown: o.ctl.Shutdown},
 	)
 	out = append(out, o.reportService())
+	if o.mc != nil {
+		out = append(out, o.mc.service())
+	}
 	if o.nbns != nil {
 		out = append(out,
 			Service{Name: "netbios-ns", Serve: func() error { return o.nbns.Serve(o.nbnsConn) }, Shutdown: o.nbns.Shutdown},

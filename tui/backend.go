@@ -32,6 +32,9 @@ type Backend interface {
 	// Save writes the current settings to the configuration file and
 	// returns its path.
 	Save() (string, error)
+	// StartMulticast starts the multicast sessions waiting for a manual
+	// start and returns how many sessions run.
+	StartMulticast() (int, error)
 }
 
 // Snapshot is the state the header, the Ports screen and the Settings

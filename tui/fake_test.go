@@ -108,6 +108,8 @@ func (f *fakeBackend) SetPolicy(p string) error {
 func (f *fakeBackend) Approve(mac string) error { return f.record("approve " + mac) }
 func (f *fakeBackend) Deny(mac string) error    { return f.record("deny " + mac) }
 
+func (f *fakeBackend) StartMulticast() (int, error) { return 1, f.record("multicast start") }
+
 func (f *fakeBackend) Save() (string, error) {
 	if err := f.record("save"); err != nil {
 		return "", err

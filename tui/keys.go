@@ -10,6 +10,7 @@ type KeyMap struct {
 	Open, Back                     key.Binding
 	Authorization, Mode, Range     key.Binding
 	Policy, Approve, Deny, Save    key.Binding
+	StartMulticast                 key.Binding
 	Level, Follow, Help, Quit      key.Binding
 	Submit, Cancel                 key.Binding
 }
@@ -20,31 +21,32 @@ func DefaultKeyMap() KeyMap {
 		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(keys[0], help))
 	}
 	k := KeyMap{
-		Next:          b("next screen", "tab"),
-		Prev:          b("previous screen", "shift+tab"),
-		Clients:       b("clients", "1"),
-		Ports:         b("ports", "2"),
-		Settings:      b("settings", "3"),
-		Logs:          b("logs", "4"),
-		Up:            b("up", "up", "k"),
-		Down:          b("down", "down", "j"),
-		PageUp:        b("page up", "pgup"),
-		PageDown:      b("page down", "pgdown"),
-		Open:          b("open", "enter"),
-		Back:          b("back", "esc"),
-		Authorization: b("toggle DHCP authorization", "a"),
-		Mode:          b("switch DHCP mode", "m"),
-		Range:         b("edit UDP range", "r"),
-		Policy:        b("switch PXE policy", "p"),
-		Approve:       b("approve client", "y"),
-		Deny:          b("deny client", "n"),
-		Save:          b("save settings", "s"),
-		Level:         b("log level filter", "l"),
-		Follow:        b("follow the newest", "G", "end"),
-		Help:          b("more keys", "?"),
-		Quit:          b("quit", "q", "ctrl+c"),
-		Submit:        b("apply", "enter"),
-		Cancel:        b("cancel", "esc"),
+		Next:           b("next screen", "tab"),
+		Prev:           b("previous screen", "shift+tab"),
+		Clients:        b("clients", "1"),
+		Ports:          b("ports", "2"),
+		Settings:       b("settings", "3"),
+		Logs:           b("logs", "4"),
+		Up:             b("up", "up", "k"),
+		Down:           b("down", "down", "j"),
+		PageUp:         b("page up", "pgup"),
+		PageDown:       b("page down", "pgdown"),
+		Open:           b("open", "enter"),
+		Back:           b("back", "esc"),
+		Authorization:  b("toggle DHCP authorization", "a"),
+		Mode:           b("switch DHCP mode", "m"),
+		Range:          b("edit UDP range", "r"),
+		Policy:         b("switch PXE policy", "p"),
+		Approve:        b("approve client", "y"),
+		Deny:           b("deny client", "n"),
+		Save:           b("save settings", "s"),
+		StartMulticast: b("start multicast sessions", "g"),
+		Level:          b("log level filter", "l"),
+		Follow:         b("follow the newest", "G", "end"),
+		Help:           b("more keys", "?"),
+		Quit:           b("quit", "q", "ctrl+c"),
+		Submit:         b("apply", "enter"),
+		Cancel:         b("cancel", "esc"),
 	}
 	k.Up.SetHelp("↑/k", "up")
 	k.Down.SetHelp("↓/j", "down")
@@ -66,7 +68,7 @@ func (k KeyMap) helpFor(s screen, editing bool) keyHelp {
 	if editing {
 		return keyHelp{short: []key.Binding{k.Submit, k.Cancel}}
 	}
-	global := []key.Binding{k.Authorization, k.Mode, k.Range, k.Policy, k.Save}
+	global := []key.Binding{k.Authorization, k.Mode, k.Range, k.Policy, k.Save, k.StartMulticast}
 	nav := []key.Binding{k.Next, k.Clients, k.Ports, k.Settings, k.Logs}
 	var local []key.Binding
 	switch s {

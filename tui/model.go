@@ -385,6 +385,15 @@ func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case key.Matches(k, m.keys.Authorization):
 		return m, m.toggleAuthz()
+	case key.Matches(k, m.keys.StartMulticast):
+		be := m.be
+		return m, m.act(func() (string, error) {
+			n, err := be.StartMulticast()
+			if err != nil {
+				return "", fmt.Errorf("multicast not started: %w", err)
+			}
+			return fmt.Sprintf("started %d multicast sessions", n), nil
+		}, false)
 	case key.Matches(k, m.keys.Mode):
 		return m, m.nextMode()
 	case key.Matches(k, m.keys.Policy):

@@ -409,3 +409,16 @@ func TestClientCap(t *testing.T) {
 		t.Errorf("the oldest client survived eviction")
 	}
 }
+
+// TestStartMulticastKey: g starts the sessions waiting for a manual start
+// and says how many run.
+func TestStartMulticastKey(t *testing.T) {
+	be := scripted()
+	m := runUntil(t, be, 80, 24, "started 1 multicast sessions", keys("g"))
+	if calls := strings.Join(be.Calls(), ", "); calls != "multicast start" {
+		t.Fatalf("calls = %q", calls)
+	}
+	if !strings.Contains(m.status, "started 1 multicast sessions") {
+		t.Errorf("status %q", m.status)
+	}
+}

@@ -70,6 +70,7 @@ func newAgent() *cobra.Command {
 	f.StringVar(&cfg.TargetFile, "target-file", "", "where to write the image: a file or a block device")
 	f.IntVar(&cfg.EPMPort, "epm-port", 0, "endpoint mapper port (default 135)")
 	f.IntVar(&cfg.SMBPort, "smb-port", 0, "SMB port (default 445)")
+	f.BoolVar(&cfg.Unicast, "unicast", false, "never join a multicast session: read the image by SMB")
 	return cmd
 }
 
@@ -146,6 +147,7 @@ func agentAsInit(cfg agent.Config, log *slog.Logger) error {
 	if p, err := strconv.Atoi(args["epm_port"]); err == nil {
 		cfg.EPMPort = p
 	}
+	cfg.Unicast = args["unicast"] == "1" || args["unicast"] == "true"
 	if cfg.TargetFile == "" || !filepath.IsAbs(cfg.TargetFile) {
 		// netdeploy.target=sdb names a disk; none: the largest fixed one.
 		disks, err := pid1.Disks("/sys/block")

@@ -67,7 +67,7 @@ func TestAgentRealBinary(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			r.out, r.err = r.host.Run(ctx, binary(t), "agent", "--server", "198.18.0.1", "--iface", "eth0",
-				"--account", "agent", "--password", "Agent-Pw1", "--image", r.image, "--target-file", r.target)
+				"--account", "agent", "--password", "Agent-Pw1", "--image", r.image, "--target-file", r.target, "--unicast")
 		}()
 	}
 	wg.Wait()

@@ -203,6 +203,15 @@ func (b *consoleBackend) Snapshot() tui.Snapshot {
 	for _, x := range b.o.Sessions() {
 		s.Sessions = append(s.Sessions, tui.Session{Proto: "tftp", Client: x.Client, LocalPort: x.LocalPort, File: x.File, Bytes: x.Bytes, Total: x.Total, Started: x.Started})
 	}
+	for _, m := range b.o.MulticastSessions() {
+		for _, c := range m.Stats.Clients {
+			client := c.Peer
+			if client == "" {
+				client = c.IP
+			}
+			s.Sessions = append(s.Sessions, tui.Session{Proto: "multicast", Client: client, LocalPort: m.Port, File: m.Image, Bytes: c.Bytes, Total: m.Size, Started: m.Started})
+		}
+	}
 	for _, p := range b.o.Pending() {
 		s.Pending = append(s.Pending, tui.Pending{MAC: p.MAC, Since: p.Since})
 	}
@@ -236,6 +245,8 @@ func (b *consoleBackend) SetPolicy(mode string) error {
 
 func (b *consoleBackend) Approve(mac string) error { return b.o.Approve(mac) }
 func (b *consoleBackend) Deny(mac string) error    { return b.o.Deny(mac) }
+
+func (b *consoleBackend) StartMulticast() (int, error) { return b.o.StartMulticast() }
 
 func (b *consoleBackend) Save() (string, error) {
 	st := b.o.Status()

@@ -63,6 +63,10 @@ func newCtl() *cobra.Command {
 			return show("PUT", "/v1/dhcp_mode", map[string]string{"mode": a[0]})
 		}},
 		get("assignments", "List which image each assigned client gets", "/v1/assign"),
+		get("multicast", "List the multicast sessions with their clients", "/v1/multicast"),
+		&cobra.Command{Use: "multicast-start", Short: "Start the multicast sessions waiting for a manual start (multicast.start: manual)", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error {
+			return show("POST", "/v1/multicast/start", nil)
+		}},
 		&cobra.Command{Use: "assign MAC [IMAGE]", Short: "Give a client an image (without IMAGE: remove its assignment)", Args: cobra.RangeArgs(1, 2), RunE: func(_ *cobra.Command, a []string) error {
 			img := ""
 			if len(a) == 2 {

@@ -47,7 +47,7 @@ func TestSilentAgentRealBinary(t *testing.T) {
 		"--dhcp-mode", "off", "--silent-timeout", "10s")
 
 	agent := cli.Command(context.Background(), binary(t), "agent", "--server", "198.18.0.1", "--iface", "eth0",
-		"--account", "agent", "--password", "Agent-Pw1", "--image", "Big", "--target-file", filepath.Join(work, "disk"))
+		"--account", "agent", "--password", "Agent-Pw1", "--image", "Big", "--target-file", filepath.Join(work, "disk"), "--unicast")
 	var out netlab.Buffer
 	agent.Stdout, agent.Stderr = &out, &out
 	// Its own process group: stopped and killed with whatever "ip netns

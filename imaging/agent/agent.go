@@ -54,6 +54,8 @@ type Config struct {
 	// one of them (the technician at the machine's console) and returns
 	// its index. The RPC connection is kept alive meanwhile.
 	Choose func(ctx context.Context, offered []Offer) (int, error)
+	// Unicast never joins a multicast session: the image is read by SMB.
+	Unicast bool
 	// TargetFile is written: a regular file is created or truncated; a
 	// block device is written in place and must hold the image.
 	TargetFile string
@@ -251,11 +253,16 @@ func (s *session) close() {
 // call sends one request. The calls run in the security context the
 // client was bound in, cancelled with ctx.
 func (s *session) call(ctx context.Context, op uint32, vars ...wds.Var) (*wds.Packet, error) {
+	return s.callEndpoint(ctx, wds.OSDeploymentEndpoint, op, vars...)
+}
+
+// callEndpoint sends one request to a service provider of WdsRpcMessage.
+func (s *session) callEndpoint(ctx context.Context, ep wds.GUID, op uint32, vars ...wds.Var) (*wds.Packet, error) {
 	cctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
-	req, err := wds.EncodeRequest(wds.OSDeploymentEndpoint, op, vars...)
+	req, err := wds.EncodeRequest(ep, op, vars...)
 	if err != nil {
 		return nil, err
 	}
@@ -340,9 +347,11 @@ func (s *session) deploy(ctx context.Context, log *slog.Logger) (Result, error) 
 	if a.every <= 0 {
 		a.every = time.Second
 	}
-	sum, n, err := a.run(ctx)
-	if err != nil {
-		return res, err
+	sum, n, ok := a.tryMulticast(ctx)
+	if !ok {
+		if sum, n, err = a.run(ctx); err != nil {
+			return res, err
+		}
 	}
 	res.Bytes = n
 	if err := a.sync(ctx); err != nil {

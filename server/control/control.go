@@ -36,6 +36,32 @@ type API interface {
 	Assign(mac, image string) error
 	// Assignments maps each assigned MAC to its image.
 	Assignments() map[string]string
+	// Multicast lists the running multicast sessions.
+	Multicast() []MulticastSession
+	// StartMulticast starts the sessions waiting for a manual start.
+	StartMulticast() (int, error)
+}
+
+// MulticastSession is a running multicast session.
+type MulticastSession struct {
+	Image     string            `json:"image"`
+	Group     string            `json:"group"`
+	Port      int               `json:"port"`
+	Size      int64             `json:"size"`
+	Started   time.Time         `json:"started"`
+	State     string            `json:"state"`
+	Rate      int64             `json:"rate"` // bytes per second
+	BytesSent uint64            `json:"bytes_sent"`
+	Clients   []MulticastClient `json:"clients"`
+}
+
+// MulticastClient is one client of a multicast session.
+type MulticastClient struct {
+	MAC   string  `json:"mac"`
+	IP    string  `json:"ip"`
+	State string  `json:"state"`
+	Bytes int64   `json:"bytes"`
+	Loss  float64 `json:"loss"`
 }
 
 // Status is the server's state at a glance.
@@ -59,7 +85,8 @@ type Status struct {
 //	PUT  /v1/authorization {"enabled":bool}, /v1/udp_range {"range":"A-B"}, /v1/policy {"policy":...},
 //	     /v1/dhcp_mode {"mode":"authoritative"|"proxy"|"off"},
 //	     /v1/assign {"mac":...,"image":...} ("" removes it)
-//	GET  /v1/assign (MAC -> image)
+//	GET  /v1/assign (MAC -> image), /v1/multicast (sessions)
+//	POST /v1/multicast/start (sessions waiting for a manual start)
 func Handler(api API) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, api.Status()) })
@@ -132,6 +159,15 @@ func Handler(api API) http.Handler {
 		}
 		api.SetPolicy(m)
 		reply(w, api.Status())
+	})
+	mux.HandleFunc("GET /v1/multicast", func(w http.ResponseWriter, r *http.Request) { reply(w, api.Multicast()) })
+	mux.HandleFunc("POST /v1/multicast/start", func(w http.ResponseWriter, r *http.Request) {
+		n, err := api.StartMulticast()
+		if err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		reply(w, map[string]int{"sessions": n})
 	})
 	mux.HandleFunc("GET /v1/assign", func(w http.ResponseWriter, r *http.Request) { reply(w, api.Assignments()) })
 	mux.HandleFunc("PUT /v1/assign", func(w http.ResponseWriter, r *http.Request) {

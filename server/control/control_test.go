@@ -21,6 +21,7 @@ type fakeAPI struct {
 	mode             policy.Mode
 	dhcpMode         string
 	assigned         map[string]string
+	started          int
 }
 
 func (f *fakeAPI) Assign(mac, image string) error {
@@ -38,6 +39,10 @@ func (f *fakeAPI) Assign(mac, image string) error {
 	return nil
 }
 func (f *fakeAPI) Assignments() map[string]string { return f.assigned }
+func (f *fakeAPI) Multicast() []MulticastSession {
+	return []MulticastSession{{Image: "a.img", Group: "239.255.77.1:64100", Clients: []MulticastClient{{MAC: "52:54:00:00:00:05"}}}}
+}
+func (f *fakeAPI) StartMulticast() (int, error) { f.started++; return 1, nil }
 
 func (f *fakeAPI) Status() Status {
 	return Status{Authorization: f.authz, UDPRange: f.rng.String(), Policy: string(f.mode), DHCPMode: f.dhcpMode}
@@ -107,6 +112,14 @@ func TestControlOverSocket(t *testing.T) {
 	as = nil
 	if err := c.Do("PUT", "/v1/assign", map[string]string{"mac": "52:54:00:00:00:03", "image": ""}, &as); err != nil || len(as) != 0 {
 		t.Errorf("unassign: %v %v", err, as)
+	}
+	var ms []MulticastSession
+	if err := c.Do("GET", "/v1/multicast", nil, &ms); err != nil || len(ms) != 1 || ms[0].Clients[0].MAC != "52:54:00:00:00:05" {
+		t.Errorf("multicast: %v %+v", err, ms)
+	}
+	var started map[string]int
+	if err := c.Do("POST", "/v1/multicast/start", nil, &started); err != nil || started["sessions"] != 1 || api.started != 1 {
+		t.Errorf("multicast start: %v %v", err, started)
 	}
 	var pend []policy.PendingClient
 	if err := c.Do("GET", "/v1/pending", nil, &pend); err != nil || len(pend) != 1 {

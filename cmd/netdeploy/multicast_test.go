@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netdeploy/netdeploy/imaging/report"
+	"github.com/netdeploy/netdeploy/server/netlab"
+	"github.com/netdeploy/netdeploy/server/tracker"
+)
+
+// TestAgentMulticastRealBinary: four "netdeploy agent" processes in
+// their own namespaces ask for the same 128 MiB raw image at once; the
+// server offers it by multicast, they join over RPC and receive it from
+// one session, byte-identical. tshark on the server sees every UDP port of
+// the session inside udp_range, the session sent at most 1.15x the image,
+// each client went through the multicast stage, and the report has four
+// deployments done.
+func TestAgentMulticastRealBinary(t *testing.T) {
+	need(t, "tshark")
+	lab := netlab.New(t)
+	srv := lab.AddHost("srv", "198.18.0.1/24", "")
+	work := t.TempDir()
+	images := filepath.Join(work, "images")
+	const size = 128 << 20
+	want := randomFile(t, filepath.Join(images, "fleet.img"), size)
+	if out, err := exec.Command(binary(t), "image", "add", filepath.Join(images, "fleet.img"), "--name", "Fleet").CombinedOutput(); err != nil {
+		t.Fatalf("image add: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(work, "netdeploy.yaml")
+	writeFile(t, cfg, []byte("accounts:\n  - name: agent\n    password: Agent-Pw1\n"))
+	data := filepath.Join(work, "data")
+	const first, last = 64200, 64299
+	nd := serveIn(t, srv, "--config", cfg, "--interface", "eth0", "--data-dir", data, "--images-dir", images,
+		"--dhcp-mode", "off", "--udp-range", strconv.Itoa(first)+"-"+strconv.Itoa(last), "--multicast-start", "clients:4")
+	stop := capture(t, srv, "udp and not port 137 and not port 138", "udp.srcport", "udp.dstport", "ip.dst")
+
+	type run struct {
+		host   *netlab.Host
+		target string
+		out    string
+		err    error
+	}
+	var runs []*run
+	for i := 1; i <= 4; i++ {
+		runs = append(runs, &run{host: lab.AddHost("m"+strconv.Itoa(i), "198.18.0."+strconv.Itoa(20+i)+"/24", "02:00:00:00:09:0"+strconv.Itoa(i)),
+			target: filepath.Join(work, "disk"+strconv.Itoa(i))})
+	}
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			r.out, r.err = r.host.Run(ctx, binary(t), "agent", "--server", "198.18.0.1", "--iface", "eth0",
+				"--account", "agent", "--password", "Agent-Pw1", "--image", "Fleet", "--target-file", r.target)
+		}()
+	}
+	wg.Wait()
+	for _, r := range runs {
+		if r.err != nil {
+			t.Fatalf("agent in %s: %v\n%s", r.host.Name, r.err, r.out)
+		}
+		if !strings.Contains(r.out, "joined the multicast session") {
+			t.Errorf("agent in %s did not use multicast:\n%s", r.host.Name, r.out)
+		}
+		sameFile(t, "received by "+r.host.Name, r.target, want)
+		mac := r.host.MAC.String()
+		nd.wait(10*time.Second, "multicast done for "+mac, func(e tracker.Event) bool {
+			return e.MAC == mac && e.Stage == tracker.StageMulticast && e.Event == tracker.KindDone
+		})
+		nd.wait(10*time.Second, "done for "+mac, func(e tracker.Event) bool { return e.MAC == mac && e.Stage == tracker.StageDone })
+	}
+	nd.stop()
+	lines := stop()
+
+	// Every datagram of the session, data and control, uses ports of the
+	// range (the SMB, RPC and NetBIOS traffic is TCP or excluded).
+	var datagrams int
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 3 {
+			continue
+		}
+		src, _ := strconv.Atoi(f[0])
+		dst, _ := strconv.Atoi(f[1])
+		if src < first || src > last || dst < first || dst > last {
+			t.Errorf("datagram outside udp_range: %s", l)
+			continue
+		}
+		if strings.HasPrefix(f[2], "239.") {
+			datagrams++
+		}
+	}
+	if datagrams < size/1500 {
+		t.Errorf("tshark saw %d multicast datagrams, fewer than the image needs", datagrams)
+	}
+	m := regexp.MustCompile(`multicast session over".*bytes_sent=(\d+)`).FindStringSubmatch(nd.logs())
+	if m == nil {
+		t.Fatalf("no session summary in the log:\n%s", tail(nd.logs()))
+	}
+	sent, _ := strconv.ParseFloat(m[1], 64)
+	if ratio := sent / size; ratio > 1.15 {
+		t.Errorf("the session sent %.3fx the image", ratio)
+	} else {
+		t.Logf("the session sent %.3fx the image", ratio)
+	}
+	recs, _, err := report.Scan(report.Path(data))
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("report: %v %+v", err, recs)
+	}
+	for _, rec := range recs {
+		if rec.Result != report.ResultDone || rec.Bytes != size {
+			t.Errorf("record %+v", rec)
+		}
+	}
+}
