@@ -155,7 +155,8 @@ type Multicast struct {
 	// "clients:N,delay:DURATION" (whichever comes first) or "manual".
 	Start string `mapstructure:"start"`
 	// SlowClient is what happens to a client that holds the others back:
-	// "wait" (the group slows down) or "drop" (it fetches by SMB).
+	// "wait" (the group slows down), "drop" (it fetches by SMB) or "split"
+	// (it moves to a second, slower stream of the image).
 	SlowClient string `mapstructure:"slow_client"`
 	// MaxRate caps the send rate in Mbit/s; 0: the sender's default.
 	MaxRate int `mapstructure:"max_rate"`
@@ -402,11 +403,9 @@ func (c *Config) Validate() error {
 		return keyErr("multicast.start", "%v", err)
 	}
 	switch c.Multicast.SlowClient {
-	case "wait", "drop":
-	case "split":
-		return keyErr("multicast.slow_client", "split (a second, slower stream) is not implemented yet; use wait or drop")
+	case "wait", "drop", "split":
 	default:
-		return keyErr("multicast.slow_client", "%q: want wait or drop", c.Multicast.SlowClient)
+		return keyErr("multicast.slow_client", "%q: want wait, drop or split", c.Multicast.SlowClient)
 	}
 	if c.Multicast.MaxRate < 0 || c.Multicast.MaxRate > 100000 {
 		return keyErr("multicast.max_rate", "%d Mbit/s: want 0 (the default) to 100000", c.Multicast.MaxRate)

@@ -325,7 +325,6 @@ func TestMulticastKeys(t *testing.T) {
 		{"multicast.group", func(c *Config) { c.Multicast.Group = "198.18.0.0/24" }},
 		{"multicast.group", func(c *Config) { c.Multicast.Group = "239.1.1.1/32" }},
 		{"multicast.start", func(c *Config) { c.Multicast.Start = "later" }},
-		{"multicast.slow_client", func(c *Config) { c.Multicast.SlowClient = "split" }},
 		{"multicast.slow_client", func(c *Config) { c.Multicast.SlowClient = "ignore" }},
 		{"multicast.max_rate", func(c *Config) { c.Multicast.MaxRate = -1 }},
 		{"multicast.ttl", func(c *Config) { c.Multicast.TTL = 0 }},

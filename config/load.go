@@ -74,7 +74,7 @@ func AddFlags(fs *pflag.FlagSet) {
 	fs.String("after", d.Deploy.After, "what a deployed machine does: reboot, poweroff or halt")
 	fs.Bool("multicast", d.Multicast.Enabled, "offer images by multicast (agents fall back to SMB)")
 	fs.String("multicast-start", d.Multicast.Start, "when a multicast session starts: now, manual, clients:N, delay:DURATION")
-	fs.String("multicast-slow-client", d.Multicast.SlowClient, "a client that holds the others back: wait or drop (to SMB)")
+	fs.String("multicast-slow-client", d.Multicast.SlowClient, "a client that holds the others back: wait, drop (to SMB) or split (a slower second stream)")
 	fs.String("tftp-root", "", "extra files served over TFTP and HTTP (default: data-dir/tftp)")
 	fs.Int("tftp-port", d.TFTP.Port, "TFTP port")
 	fs.Int("http-port", d.HTTP.Port, "HTTP boot port")

@@ -33,6 +33,7 @@ type mcast struct {
 	group  *net.IPNet // multicast.group
 	start  multicast.StartPolicy
 	slow   multicast.SlowPolicy
+	split  bool // multicast.slow_client split: slow clients move to a slow lane
 	rate   int64 // bytes per second; 0: the sender's default
 	ttl    int
 	events tracker.Emitter
@@ -61,11 +62,14 @@ func newMcast(o *Orchestrator, rt *config.Runtime, events tracker.Emitter, log *
 	if err != nil {
 		return nil, fmt.Errorf("server: multicast.start: %w", err)
 	}
-	slow, err := multicast.ParseSlowPolicy(rt.Multicast.SlowClient)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	split := rt.Multicast.SlowClient == "split"
+	slow := multicast.SlowDrop // split: the main session drops a slow client, which rejoins the slow lane
+	if !split {
+		if slow, err = multicast.ParseSlowPolicy(rt.Multicast.SlowClient); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
 	}
-	return &mcast{o: o, group: group, slow: slow, ttl: rt.Multicast.TTL, events: events, log: log,
+	return &mcast{o: o, group: group, slow: slow, split: split, ttl: rt.Multicast.TTL, events: events, log: log,
 		start: multicast.StartPolicy{Clients: sp.Clients, Delay: sp.Delay, Manual: sp.Manual},
 		rate:  int64(rt.Multicast.MaxRate) * 1000 * 1000 / 8, sessions: map[string]*mcSession{}}, nil
 }
@@ -82,7 +86,8 @@ func (m *mcast) groupIP(n uint32) net.IP {
 }
 
 // Join implements wds.State.Join.
-func (m *mcast) Join(image string, mac net.HardwareAddr, ip net.IP) (wds.MulticastJoin, error) {
+func (m *mcast) Join(r wds.JoinRequest) (wds.MulticastJoin, error) {
+	image, mac, ip := r.Image, r.MAC, r.IP
 	list, err := m.o.Catalog.List()
 	if err != nil {
 		return wds.MulticastJoin{}, err
@@ -94,15 +99,18 @@ func (m *mcast) Join(image string, mac net.HardwareAddr, ip net.IP) (wds.Multica
 	if im.Kind != imaging.KindRaw || im.Compression != "" {
 		return wds.MulticastJoin{}, fmt.Errorf("%w: only uncompressed raw images are multicast", wds.ErrNoMulticast)
 	}
+	if r.Slow && !m.split {
+		return wds.MulticastJoin{}, fmt.Errorf("%w: no slow lane (multicast.slow_client is not split)", wds.ErrNoMulticast)
+	}
 	for attempt := 0; ; attempt++ {
-		sess, err := m.session(im)
+		sess, err := m.session(im, r.Slow)
 		if err != nil {
 			return wds.MulticastJoin{}, err
 		}
 		p, err := sess.s.Join(mac, ip)
 		if err != nil && attempt == 0 {
 			// The session ended between the lookup and the join: a new one.
-			m.forget(im.File, sess)
+			m.forget(sessionKey(im.File, r.Slow), sess)
 			continue
 		}
 		if err != nil {
@@ -113,14 +121,24 @@ func (m *mcast) Join(image string, mac net.HardwareAddr, ip net.IP) (wds.Multica
 	}
 }
 
-// session returns the image's running session, starting one if needed.
-func (m *mcast) session(im imaging.Image) (*mcSession, error) {
+// sessionKey names a session: the image's file, and its lane.
+func sessionKey(file string, slow bool) string {
+	if slow {
+		return file + "\x00slow"
+	}
+	return file
+}
+
+// session returns the image's running session (or its slow lane),
+// starting one if needed.
+func (m *mcast) session(im imaging.Image, slowLane bool) (*mcSession, error) {
+	key := sessionKey(im.File, slowLane)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, errors.New("server: shutting down")
 	}
-	if s := m.sessions[im.File]; s != nil {
+	if s := m.sessions[key]; s != nil {
 		return s, nil
 	}
 	root, err := os.OpenRoot(m.o.RT.ImagesDir)
@@ -149,6 +167,11 @@ func (m *mcast) session(im imaging.Image) (*mcSession, error) {
 		return nil, fmt.Errorf("server: multicast: %w", err)
 	}
 	port := conn.LocalAddr().(*net.UDPAddr).Port
+	start, slow, name := m.start, m.slow, im.Path
+	if slowLane {
+		// The slow lane starts at once and goes at its slowest client's pace.
+		start, slow, name = multicast.StartPolicy{}, multicast.SlowWait, im.Path+" (slow lane)"
+	}
 	s := &multicast.Sender{
 		Conn:        conn,
 		Group:       &net.UDPAddr{IP: m.groupIP(m.next), Port: port},
@@ -158,26 +181,26 @@ func (m *mcast) session(im imaging.Image) (*mcSession, error) {
 		Image:       f,
 		Size:        st.Size(),
 		BlockSize:   multicast.BlockSizeForMTU(m.o.RT.Iface.MTU),
-		StartPolicy: m.start,
-		Slow:        m.slow,
+		StartPolicy: start,
+		Slow:        slow,
 		MaxRate:     m.rate,
 		Linger:      mcLinger,
 		Events:      m.events,
-		Log:         m.log.With("image", im.Path),
+		Log:         m.log.With("image", name),
 	}
 	m.next++
-	sess := &mcSession{s: s, image: im.Path, size: st.Size(), started: time.Now()}
-	m.sessions[im.File] = sess
+	sess := &mcSession{s: s, image: name, size: st.Size(), started: time.Now()}
+	m.sessions[key] = sess
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		if err := s.Serve(context.Background()); err != nil && !errors.Is(err, net.ErrClosed) {
 			m.log.Warn("multicast session ended with an error", "image", im.Path, "err", err)
 		}
-		m.forget(im.File, sess)
+		m.forget(key, sess)
 		f.Close()
 	}()
-	m.log.Info("multicast session", "image", im.Path, "group", s.Group.String(), "port", port)
+	m.log.Info("multicast session", "image", name, "group", s.Group.String(), "port", port)
 	return sess, nil
 }
 

@@ -123,3 +123,65 @@ func TestAgentMulticastRealBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentMulticastSlowLane: with multicast.slow_client split, a client
+// on a link throttled to 8 Mbit/s (tc tbf on its switch port) is dropped
+// from the main session as too slow and finishes from the image's slow
+// lane, by multicast still; the three others finish from the main
+// session. All four are byte-identical.
+func TestAgentMulticastSlowLane(t *testing.T) {
+	need(t, "tc")
+	lab := netlab.New(t)
+	srv := lab.AddHost("srv", "198.18.0.1/24", "")
+	work := t.TempDir()
+	images := filepath.Join(work, "images")
+	const size = 12 << 20
+	want := randomFile(t, filepath.Join(images, "fleet.img"), size)
+	if out, err := exec.Command(binary(t), "image", "add", filepath.Join(images, "fleet.img"), "--name", "Fleet").CombinedOutput(); err != nil {
+		t.Fatalf("image add: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(work, "netdeploy.yaml")
+	writeFile(t, cfg, []byte("accounts:\n  - name: agent\n    password: Agent-Pw1\n"))
+	nd := serveIn(t, srv, "--config", cfg, "--interface", "eth0", "--data-dir", filepath.Join(work, "data"), "--images-dir", images,
+		"--dhcp-mode", "off", "--multicast-start", "clients:4", "--multicast-slow-client", "split")
+	var hosts []*netlab.Host
+	for i := 1; i <= 4; i++ {
+		hosts = append(hosts, lab.AddHost("s"+strconv.Itoa(i), "198.18.0."+strconv.Itoa(30+i)+"/24", "02:00:00:00:0a:0"+strconv.Itoa(i)))
+	}
+	// The slow one's switch port: 8 Mbit/s with a short queue, so that the
+	// group's rate shows as loss.
+	tbf := lab.LANCommand(context.Background(), "tc", "qdisc", "add", "dev", "vs4", "root", "tbf", "rate", "8mbit", "burst", "32kb", "latency", "20ms")
+	if out, err := tbf.CombinedOutput(); err != nil {
+		t.Skipf("needs tc with the tbf qdisc: %v\n%s", err, out)
+	}
+	outs := make([]string, 4)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			outs[i], errs[i] = h.Run(ctx, binary(t), "agent", "--server", "198.18.0.1", "--iface", "eth0",
+				"--account", "agent", "--password", "Agent-Pw1", "--image", "Fleet", "--target-file", filepath.Join(work, "disk"+strconv.Itoa(i)))
+		}()
+	}
+	wg.Wait()
+	for i, h := range hosts {
+		if errs[i] != nil {
+			t.Fatalf("agent in %s: %v\n%s", h.Name, errs[i], outs[i])
+		}
+		sameFile(t, "received by "+h.Name, filepath.Join(work, "disk"+strconv.Itoa(i)), want)
+		if strings.Contains(outs[i], "reading the image by SMB") {
+			t.Errorf("agent in %s fell back to SMB:\n%s", h.Name, outs[i])
+		}
+		slow := strings.Contains(outs[i], "slow_lane=true")
+		if (i == 3) != slow {
+			t.Errorf("agent in %s: slow lane %v:\n%s", h.Name, slow, outs[i])
+		}
+	}
+	if !strings.Contains(nd.logs(), "(slow lane)") {
+		t.Errorf("no slow-lane session in the server log:\n%s", tail(nd.logs()))
+	}
+}

@@ -16,9 +16,12 @@ import (
 )
 
 // joinMulticast asks the server for a place in the image's multicast
-// session (netdeploy's ND_MC_JOIN).
-func (s *session) joinMulticast(ctx context.Context, im imageInfo) (wds.MulticastJoin, error) {
+// session, or its slow lane (netdeploy's ND_MC_JOIN).
+func (s *session) joinMulticast(ctx context.Context, im imageInfo, slow bool) (wds.MulticastJoin, error) {
 	vars := []wds.Var{wds.WStringVar(wds.VarMcImage, im.Path)}
+	if slow {
+		vars = append(vars, wds.ULongVar(wds.VarMcLane, 1))
+	}
 	if s.mac != "" {
 		vars = append(vars, wds.WStringVar(wds.VarClientMAC, s.mac))
 	}
@@ -150,28 +153,41 @@ func (a *applier) tryMulticast(ctx context.Context) (sum string, n int64, ok boo
 	if a.s.cfg.Unicast || a.im.Compression != "" || a.im.SHA256 == "" {
 		return "", 0, false // the read-back needs the manifest's SHA-256
 	}
-	j, err := a.s.joinMulticast(ctx, a.im)
-	var se *wds.StatusError
-	if errors.As(err, &se) {
-		a.log.Info("agent: no multicast session for the image; reading it by SMB", "path", a.im.Path, "reason", se)
-		return "", 0, false
-	}
-	if err != nil {
-		a.log.Warn("agent: multicast join failed; reading the image by SMB", "err", err)
-		return "", 0, false
-	}
-	iface, err := groupInterface(a.s.cfg.Iface, j.Server.IP)
-	if err != nil {
-		a.log.Warn("agent: no interface for the multicast group; reading the image by SMB", "err", err)
-		return "", 0, false
-	}
-	a.log.Info("agent joined the multicast session", "group", j.Group.String(), "session", j.SessionID, "client", j.ClientID, "iface", iface.Name)
-	sum, n, err = a.multicast(ctx, j, iface)
-	if err == nil {
-		return sum, n, true
-	}
-	if ctx.Err() != nil {
-		return "", n, false
+	var err error
+	for _, slow := range []bool{false, true} {
+		var j wds.MulticastJoin
+		j, err = a.s.joinMulticast(ctx, a.im, slow)
+		var se *wds.StatusError
+		if errors.As(err, &se) {
+			a.log.Info("agent: no multicast session for the image; reading it by SMB", "path", a.im.Path, "slow_lane", slow, "reason", se)
+			return "", 0, false
+		}
+		if err != nil {
+			a.log.Warn("agent: multicast join failed; reading the image by SMB", "err", err)
+			return "", 0, false
+		}
+		iface, ierr := groupInterface(a.s.cfg.Iface, j.Server.IP)
+		if ierr != nil {
+			a.log.Warn("agent: no interface for the multicast group; reading the image by SMB", "err", ierr)
+			return "", 0, false
+		}
+		a.log.Info("agent joined the multicast session", "group", j.Group.String(), "session", j.SessionID, "client", j.ClientID, "iface", iface.Name, "slow_lane", slow)
+		sum, n, err = a.multicast(ctx, j, iface)
+		if err == nil {
+			return sum, n, true
+		}
+		if ctx.Err() != nil {
+			return "", n, false
+		}
+		var fe *multicast.FallbackError
+		if slow || !errors.As(err, &fe) || (fe.Reason != multicast.ReasonSlow && fe.Reason != multicast.ReasonLossy) {
+			break
+		}
+		// Too slow for the group, or losing most of it at the group's
+		// rate: the slow lane, if the server keeps one.
+		a.log.Info("agent: too slow for the multicast group; asking for the slow lane", "held", n)
+		_ = a.s.logMsg(ctx, wds.MsgClientGenericMessage, "too slow for the multicast group; moving to the slow lane")
+		a.written = 0
 	}
 	a.log.Warn("agent: multicast failed; reading the image by SMB", "err", err, "held", n)
 	_ = a.s.logMsg(ctx, wds.MsgClientGenericMessage, fmt.Sprintf("multicast of %s failed after %d bytes (%v); reading it by SMB", a.im.Path, n, err))

@@ -24,6 +24,12 @@ var (
 	ErrEnded = errors.New("multicast: session ended by the sender")
 )
 
+// FallbackError is ErrFallback with the sender's reason.
+type FallbackError struct{ Reason Reason }
+
+func (e *FallbackError) Error() string { return ErrFallback.Error() + ": " + e.Reason.String() }
+func (e *FallbackError) Unwrap() error { return ErrFallback }
+
 // Receiver decision constants.
 const (
 	// longRun is the shortest run of missing blocks a NACK sends as a
@@ -206,7 +212,7 @@ func (r *recvState) roundEnded(now time.Time, rd uint32) {
 func (r *recvState) onNotice(t Type, n *Notice) {
 	switch {
 	case t == TypeFallback && n.Client == r.cfg.client:
-		r.over, r.err = true, fmt.Errorf("%w: %s", ErrFallback, n.Reason)
+		r.over, r.err = true, &FallbackError{Reason: n.Reason}
 	case t == TypeEnd && n.Client == r.cfg.client && r.complete():
 		r.over = true
 	case t == TypeEnd && n.Client == 0:

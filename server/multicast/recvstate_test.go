@@ -178,7 +178,8 @@ func TestRecvEndings(t *testing.T) {
 		t.Error("another client's FALLBACK")
 	}
 	r.onNotice(TypeFallback, &Notice{Client: 5, Reason: ReasonSlow})
-	if !r.over || !errors.Is(r.err, ErrFallback) || !strings.Contains(r.err.Error(), "too slow") {
+	var fe *FallbackError
+	if !r.over || !errors.Is(r.err, ErrFallback) || !strings.Contains(r.err.Error(), "too slow") || !errors.As(r.err, &fe) || fe.Reason != ReasonSlow {
 		t.Errorf("FALLBACK: %v", r.err)
 	}
 

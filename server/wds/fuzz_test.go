@@ -58,8 +58,8 @@ func FuzzDecodePacket(f *testing.F) {
 	anon := dcerpc.Caller{Remote: &net.TCPAddr{IP: net.IPv4(198, 18, 0, 130), Port: 49152}}
 	user := anon
 	user.Authenticated, user.Account, user.AuthLevel = true, "deploy", dcerpc.AuthLevelPrivacy
-	st.Join = func(image string, _ net.HardwareAddr, _ net.IP) (MulticastJoin, error) {
-		if image != "Alpha" {
+	st.Join = func(r JoinRequest) (MulticastJoin, error) {
+		if r.Image != "Alpha" {
 			return MulticastJoin{}, ErrNoMulticast
 		}
 		return MulticastJoin{Path: "a.img", Group: &net.UDPAddr{IP: net.IPv4(239, 255, 77, 1), Port: 64100},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 
 	wdsrpc "github.com/oiweiwei/go-msrpc/msrpc/wdsc/wdsrpcinterface/v1"
 
@@ -37,7 +36,7 @@ type Handler struct {
 	NewTransactionID func() string
 	// Join registers a client in an image's multicast session (see
 	// State.Join); nil: multicast is off.
-	Join func(image string, mac net.HardwareAddr, ip net.IP) (MulticastJoin, error)
+	Join func(JoinRequest) (MulticastJoin, error)
 }
 
 // ImageLister is the image catalogue as the handler uses it.

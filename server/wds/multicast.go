@@ -21,6 +21,7 @@ const OpMcJoin uint32 = 0x1
 // the reply carries the rest.
 const (
 	VarMcImage      = "ND_MC.IMAGE"       // WSTRING: image name or share path
+	VarMcLane       = "ND_MC.LANE"        // ULONG, optional: 1 asks for the slow lane
 	VarMcPath       = "ND_MC.PATH"        // WSTRING: the image's share path
 	VarMcGroup      = "ND_MC.GROUP"       // STRING: dotted IPv4 group
 	VarMcPort       = "ND_MC.PORT"        // ULONG: the group's UDP port
@@ -32,6 +33,16 @@ const (
 	VarMcSize       = "ND_MC.SIZE"        // ULONG64: image bytes
 	VarMcBlock      = "ND_MC.BLOCK"       // ULONG: block size
 )
+
+// JoinRequest is a client asking for a place in an image's session.
+type JoinRequest struct {
+	Image string // name or share path
+	MAC   net.HardwareAddr
+	IP    net.IP
+	// Slow asks for the image's slow lane: the client was too slow for
+	// the main session (multicast.slow_client: split).
+	Slow bool
+}
 
 // MulticastJoin is a client's place in a multicast session.
 type MulticastJoin struct {
@@ -93,7 +104,8 @@ func mcJoin(req *Packet, c dcerpc.Caller, st State, d *Decision) error {
 	if a, ok := c.Remote.(*net.TCPAddr); ok {
 		ip = a.IP
 	}
-	j, err := st.Join(image, d.MAC, ip)
+	lane, _ := req.ULong(VarMcLane) // absent: the main session
+	j, err := st.Join(JoinRequest{Image: image, MAC: d.MAC, IP: ip, Slow: lane == 1})
 	if errors.Is(err, ErrNoMulticast) {
 		return statusError{StatusNotFound, fmt.Sprintf("%s: %v", image, err)}
 	}

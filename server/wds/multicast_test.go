@@ -31,8 +31,10 @@ func TestMulticastJoin(t *testing.T) {
 	var gotMAC net.HardwareAddr
 	var gotIP net.IP
 	st := testState()
-	st.Join = func(image string, mac net.HardwareAddr, ip net.IP) (MulticastJoin, error) {
-		gotImage, gotMAC, gotIP = image, mac, ip
+	var gotSlow bool
+	st.Join = func(r JoinRequest) (MulticastJoin, error) {
+		image := r.Image
+		gotImage, gotMAC, gotIP, gotSlow = image, r.MAC, r.IP, r.Slow
 		if image == "none" {
 			return MulticastJoin{}, ErrNoMulticast
 		}
@@ -47,6 +49,12 @@ func TestMulticastJoin(t *testing.T) {
 	d := decideJoin(t, userCaller, st, WStringVar(VarMcImage, "Alpha"), WStringVar(VarClientMAC, "525400123456"))
 	if d.Status != StatusSuccess || d.Join == nil || gotImage != "Alpha" || gotMAC.String() != mac.String() || !gotIP.Equal(net.IPv4(198, 18, 0, 131)) {
 		t.Fatalf("decision %+v (image %q mac %v ip %v)", d, gotImage, gotMAC, gotIP)
+	}
+	if gotSlow {
+		t.Error("a join without a lane asked for the slow lane")
+	}
+	if d := decideJoin(t, userCaller, st, WStringVar(VarMcImage, "Alpha"), ULongVar(VarMcLane, 1)); d.Status != StatusSuccess || !gotSlow {
+		t.Errorf("slow lane join: %v, slow %v", d.Status, gotSlow)
 	}
 	j, err := ParseMulticastJoin(d.Reply)
 	if err != nil {

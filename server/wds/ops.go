@@ -235,7 +235,7 @@ type State struct {
 	UnattendVariables map[string]UnattendVariables
 	// Join registers a client in the multicast session of an image (named
 	// as IMG_ENUMERATE names it); nil: multicast is off.
-	Join func(image string, mac net.HardwareAddr, ip net.IP) (MulticastJoin, error)
+	Join func(JoinRequest) (MulticastJoin, error)
 }
 
 // Decision is the outcome of one request.
