@@ -9,7 +9,7 @@ export PATH=/usr/local/go/bin:$PATH
 
 packages=(
   iproute2 nftables curl tftp-hpa atftp busybox-static udhcpc isc-dhcp-client
-  dnsmasq-base tshark tftpd-hpa kea-dhcp4-server kea-admin tmux python3-impacket wimtools smbclient samba-common-bin
+  dnsmasq-base tshark tftpd-hpa kea-dhcp4-server kea-admin tmux python3-impacket wimtools smbclient samba-common-bin udpcast
   ipxe ipxe-qemu ovmf qemu-system-x86 linux-image-amd64
   fdisk dosfstools mtools syslinux syslinux-common syslinux-efi
 )

@@ -60,3 +60,56 @@ stop_all() {
   for p in $(ip netns pids $SRV 2>/dev/null); do kill $p 2>/dev/null || true; done
   sleep 0.3
 }
+
+# More hosts on the bridge of make_lan, for benchmarks with several
+# clients: add_host N ADDR [PREFIXLEN] makes namespace $pfx-hN (eth0 with
+# ADDR), in_host N CMD... runs a command in it, del_hosts kills what runs
+# in them and removes them (call it from the script's EXIT trap, before
+# cleanup).
+add_host() {
+  local ns=$pfx-h$1 plen=${3:-24}
+  ip netns add "$ns"
+  bench_hosts+=("$ns")
+  ip -n "$LAN" link add "vh$1" type veth peer name eth0 netns "$ns"
+  ip -n "$LAN" link set "vh$1" master br0
+  ip -n "$LAN" link set "vh$1" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" addr add "$2/$plen" dev eth0
+}
+in_host() { local n=$1; shift; ip netns exec "$pfx-h$n" "$@"; }
+del_hosts() {
+  local ns p
+  for ns in "${bench_hosts[@]:-}"; do
+    [ -n "$ns" ] || continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  bench_hosts=()
+}
+
+# bench_clock: wall-clock seconds (for elapsed).
+bench_clock() { date +%s.%N; }
+# elapsed A B: B - A, three decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
+# median_of X...: the median (the lower middle one of an even count).
+median_of() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# pid_cpu PID: CPU seconds (user + system, its threads and reaped
+# children included) a running process used so far; 0 once it is gone.
+pid_cpu() {
+  local f
+  f=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || f=
+  awk -v f="$f" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    n = split(f, a, " "); t = n >= 15 ? a[12] + a[13] + a[14] + a[15] : 0; printf "%.3f\n", t / hz }'
+}
+# timed_cpu FILE CMD...: runs CMD (its output goes where the caller's
+# goes) and writes the CPU seconds it and its children used, user +
+# system, to FILE; returns CMD's exit status.
+timed_cpu() {
+  local out=$1 TIMEFORMAT='%3U %3S' rc=0
+  shift
+  { time "$@" 2>&3 3>&-; } 3>&2 2>"$out.t" || rc=$?
+  awk '{ printf "%.3f\n", $1 + $2 }' "$out.t" >"$out"
+  rm -f "$out.t"
+  return "$rc"
+}

@@ -33,7 +33,7 @@ type mcast struct {
 	group  *net.IPNet // multicast.group
 	start  multicast.StartPolicy
 	slow   multicast.SlowPolicy
-	split  bool // multicast.slow_client split: slow clients move to a slow lane
+	split  bool  // multicast.slow_client split: slow clients move to a slow lane
 	rate   int64 // bytes per second; 0: the sender's default
 	ttl    int
 	events tracker.Emitter
