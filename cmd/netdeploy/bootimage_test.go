@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -232,18 +231,8 @@ func bootDisk(t *testing.T, fw, img, marker string, giveUp time.Duration) {
 	args = append(args, machineArgs(t, fw, work)...)
 	ctx, cancel := context.WithTimeout(context.Background(), giveUp+time.Minute)
 	defer cancel()
-	vm := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-	var vmOut bytes.Buffer
-	vm.Stdout, vm.Stderr = &vmOut, &vmOut
-	if err := vm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- vm.Wait() }()
-	defer func() {
-		vm.Process.Kill()
-		<-exited
-	}()
+	vm := startVM(t, exec.CommandContext(ctx, "qemu-system-x86_64", args...))
+	defer vm.stop()
 
 	log := func() string { b, _ := os.ReadFile(serial); return string(b) }
 	firmware := func() string {
@@ -255,11 +244,10 @@ func bootDisk(t *testing.T, fw, img, marker string, giveUp time.Duration) {
 	deadline := time.After(giveUp)
 	for !strings.Contains(log(), marker) {
 		select {
-		case err := <-exited:
-			exited <- err
+		case <-vm.done:
 			// The guest powers off right after the marker: look once more.
 			if out := log(); !strings.Contains(out, marker) {
-				t.Fatalf("qemu exited (%v) before the marker; serial:\n%s%s\nqemu: %s", err, tail(out), firmware(), vmOut.String())
+				t.Fatalf("qemu exited (%v) before the marker; serial:\n%s%s\nqemu: %s", vm.err, tail(out), firmware(), vm.out.String())
 			}
 			return
 		case <-deadline:

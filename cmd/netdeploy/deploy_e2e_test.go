@@ -113,18 +113,8 @@ func qemuDeploy(t *testing.T, tc deployCase) {
 	args = append(args, firmwareArgs(t, fw, work, mac, "bootindex=2")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	vm := lab.LANCommand(ctx, "qemu-system-x86_64", args...)
-	var vmOut netlab.Buffer
-	vm.Stdout, vm.Stderr = &vmOut, &vmOut
-	if err := vm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- vm.Wait() }()
-	defer func() {
-		vm.Process.Kill()
-		<-exited
-	}()
+	vm := startVM(t, lab.LANCommand(ctx, "qemu-system-x86_64", args...))
+	defer vm.stop()
 	var conn net.Conn
 	waitFor(t, 30*time.Second, "qemu's serial socket", func() bool {
 		c, err := net.Dial("unix", sock)
@@ -160,10 +150,9 @@ func qemuDeploy(t *testing.T, tc deployCase) {
 			answered = true
 		}
 		select {
-		case err := <-exited:
-			exited <- err
+		case <-vm.done:
 			if out := serial.String(); !strings.Contains(out, want) {
-				t.Fatalf("qemu exited (%v) before %s; serial:\n%s\nqemu: %s", err, want, tail(out), vmOut.String())
+				t.Fatalf("qemu exited (%v) before %s; serial:\n%s\nqemu: %s", vm.err, want, tail(out), vm.out.String())
 			}
 		case <-time.After(time.Second):
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -88,18 +89,8 @@ func qemuBoot(t *testing.T, fw string, proxy bool) {
 	args = append(args, firmwareArgs(t, fw, work, mac, nic...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	vm := lab.LANCommand(ctx, "qemu-system-x86_64", args...)
-	var vmOut netlab.Buffer
-	vm.Stdout, vm.Stderr = &vmOut, &vmOut
-	if err := vm.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- vm.Wait() }()
-	defer func() {
-		vm.Process.Kill()
-		<-exited
-	}()
+	vm := startVM(t, lab.LANCommand(ctx, "qemu-system-x86_64", args...))
+	defer vm.stop()
 
 	deadline := time.Now().Add(7 * time.Minute)
 	booted := func() (bool, string) {
@@ -111,11 +102,10 @@ func qemuBoot(t *testing.T, fw string, proxy bool) {
 			break
 		}
 		select {
-		case err := <-exited:
-			exited <- err
+		case <-vm.done:
 			// The guest powers off right after printing the marker.
 			if ok, out := booted(); !ok {
-				t.Fatalf("qemu exited (%v) before the marker; serial:\n%s\nqemu: %s", err, tail(out), vmOut.String())
+				t.Fatalf("qemu exited (%v) before the marker; serial:\n%s\nqemu: %s", vm.err, tail(out), vm.out.String())
 			}
 		case <-time.After(500 * time.Millisecond):
 		}
@@ -162,4 +152,34 @@ func tail(s string) string {
 		return s[len(s)-4000:]
 	}
 	return s
+}
+
+// qemuVM is a running QEMU: its output, and done closed once it exited
+// (its error then in err).
+type qemuVM struct {
+	cmd  *exec.Cmd
+	out  netlab.Buffer
+	done chan struct{}
+	err  error
+}
+
+// startVM starts a QEMU command with its output collected.
+func startVM(t *testing.T, cmd *exec.Cmd) *qemuVM {
+	t.Helper()
+	vm := &qemuVM{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &vm.out, &vm.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		vm.err = cmd.Wait()
+		close(vm.done)
+	}()
+	return vm
+}
+
+// stop kills the VM and waits for it.
+func (vm *qemuVM) stop() {
+	vm.cmd.Process.Kill()
+	<-vm.done
 }
