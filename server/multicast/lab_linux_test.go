@@ -229,20 +229,7 @@ func TestLabFourReceivers(t *testing.T) {
 		clients = append(clients, l.addClient(fmt.Sprintf("r%d", i+1), 11+i))
 	}
 	stop := l.capture(ctx)
-	began := time.Now()
-	l.serve(ctx)
-	for _, c := range clients {
-		c.run(ctx)
-	}
-	for _, c := range clients {
-		if err := c.wait(t); err != nil {
-			t.Errorf("%s: %v", c.host.Name, err)
-		}
-	}
-	if err := l.wait(); err != nil {
-		t.Errorf("Serve: %v", err)
-	}
-	t.Logf("transfer took %v", time.Since(began).Round(time.Millisecond))
+	l.transfer(ctx, t, clients)
 	pairs := stop()
 	for _, c := range clients {
 		l.checkImage(c)
@@ -300,20 +287,7 @@ func TestLabLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	began := time.Now()
-	l.serve(ctx)
-	for _, c := range clients {
-		c.run(ctx)
-	}
-	for _, c := range clients {
-		if err := c.wait(t); err != nil {
-			t.Errorf("%s: %v", c.host.Name, err)
-		}
-	}
-	if err := l.wait(); err != nil {
-		t.Errorf("Serve: %v", err)
-	}
-	t.Logf("transfer took %v", time.Since(began).Round(time.Millisecond))
+	l.transfer(ctx, t, clients)
 	out, _ := lossy.Run(ctx, "nft", "list", "chain", "inet", "mcloss", "input")
 	t.Logf("loss rule on %s: %s", lossy.Name, strings.Join(strings.Fields(out), " "))
 	for _, c := range clients {
@@ -607,4 +581,24 @@ func TestLabForcedShutdown(t *testing.T) {
 			t.Errorf("%s: error events %+v", c.host.Name, ev)
 		}
 	}
+}
+
+// transfer serves the session, runs every client and waits for all of
+// them and for Serve, reporting errors and the time taken.
+func (l *lab) transfer(ctx context.Context, t *testing.T, clients []*labClient) {
+	t.Helper()
+	began := time.Now()
+	l.serve(ctx)
+	for _, c := range clients {
+		c.run(ctx)
+	}
+	for _, c := range clients {
+		if err := c.wait(t); err != nil {
+			t.Errorf("%s: %v", c.host.Name, err)
+		}
+	}
+	if err := l.wait(); err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	t.Logf("transfer took %v", time.Since(began).Round(time.Millisecond))
 }
