@@ -112,7 +112,7 @@ func (l *lab) wait() error {
 type labClient struct {
 	host   *netlab.Host
 	rcv    *Receiver
-	conn   *net.UDPConn
+	conn   *GroupConn
 	target *memTarget
 	done   chan error
 }

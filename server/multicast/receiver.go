@@ -11,8 +11,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // Defaults for zero Receiver fields.
@@ -30,6 +28,16 @@ const (
 	progressInterval = 100 * time.Millisecond
 	// recvBatch is the most packets read in one system call.
 	recvBatch = 64
+	// A batch of fewer than shortBatch packets means the reader keeps up
+	// packet by packet: it then waits up to batchWait (never past its next
+	// deadline) so that the next read finds a batch instead of waking the
+	// runtime for every packet. The socket's buffer holds far more than
+	// arrives meanwhile.
+	shortBatch = recvBatch / 4
+	batchWait  = time.Millisecond
+	// pollSlice is the longest a read waits before Run looks at its
+	// context again.
+	pollSlice = 20 * time.Millisecond
 )
 
 // Receiver takes part in one session: it joins the group, writes every
@@ -65,7 +73,7 @@ type Receiver struct {
 	Log *slog.Logger
 	// Conn, if set, is the socket to use (from ListenGroup, already a
 	// member of the group); Run closes it. Nil: Run opens one.
-	Conn *net.UDPConn
+	Conn *GroupConn
 	// ReadBuffer is the socket's receive buffer. 0: DefaultReadBuffer.
 	ReadBuffer int
 	// Timeout ends Run with ErrTimeout when nothing valid came from the
@@ -118,30 +126,21 @@ func (r *Receiver) logger() *slog.Logger {
 // ListenGroup opens a receiver's socket: UDP 0.0.0.0 on the group's port
 // (SO_REUSEADDR), receiving only the groups it joined, with a readBuffer
 // receive buffer (0: DefaultReadBuffer), a member of the group on iface.
-func ListenGroup(iface *net.Interface, group *net.UDPAddr, readBuffer int) (*net.UDPConn, error) {
+func ListenGroup(iface *net.Interface, group *net.UDPAddr, readBuffer int) (*GroupConn, error) {
 	if iface == nil {
 		return nil, errors.New("multicast: no interface to join the group on")
 	}
 	if group == nil || !group.IP.IsMulticast() || group.IP.To4() == nil || group.Port == 0 {
 		return nil, fmt.Errorf("multicast: group %v is not an IPv4 multicast address and port", group)
 	}
-	conn, err := listenReuse(group.Port)
-	if err != nil {
-		return nil, fmt.Errorf("multicast: listen on port %d: %w", group.Port, err)
-	}
-	if err := onlyJoinedGroups(conn); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("multicast: IP_MULTICAST_ALL: %w", err)
-	}
 	if readBuffer <= 0 {
 		readBuffer = DefaultReadBuffer
 	}
-	setReadBuffer(conn, readBuffer)
-	if err := ipv4.NewPacketConn(conn).JoinGroup(iface, &net.UDPAddr{IP: group.IP}); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("multicast: join %v on %s: %w", group.IP, iface.Name, err)
+	c, err := listenGroup(iface, group, readBuffer)
+	if err != nil {
+		return nil, fmt.Errorf("multicast: group %v port %d on %s: %w", group.IP, group.Port, iface.Name, err)
 	}
-	return conn, nil
+	return c, nil
 }
 
 // Run receives the image. It returns nil once every block is held and
@@ -176,9 +175,6 @@ func (r *Receiver) Run(ctx context.Context) error {
 	if r.Size == 0 {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-
 	now := time.Now()
 	st := newRecvState(recvConfig{
 		client: r.ClientID, size: r.Size, blockSize: r.BlockSize,
@@ -189,33 +185,32 @@ func (r *Receiver) Run(ctx context.Context) error {
 		jitter:   func(d time.Duration) time.Duration { return rand.N(d + 1) },
 	}, now)
 	server := r.Server.AddrPort()
-	local := 0
-	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok {
-		local = la.Port
-	}
+	local := conn.LocalPort()
 	log := r.logger().With("ip", server.Addr().String(), "port", local, "proto", "udp")
-	pc := ipv4.NewPacketConn(conn)
-	msgs := make([]ipv4.Message, recvBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, Overhead+r.BlockSize+1)}
+	bufs := make([][]byte, recvBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, Overhead+r.BlockSize+1) // +1: a longer packet is seen as such
 	}
+	lens := make([]int, recvBatch)
 	tx := make([]byte, 0, MaxControlPacket)
 	var p Packet
 	var progressAt time.Time
 	var progressHeld uint32
-	var writeErr error
+	var lastBatch = recvBatch
+	out := newBlockWriter(r.Target)
+	defer out.flush()
 
 	send := func(now time.Time) {
 		nacks, status := st.due(now)
 		for i := range nacks {
 			tx = codec.AppendNack(tx[:0], &nacks[i])
-			if _, err := conn.WriteToUDPAddrPort(tx, server); err != nil {
+			if err := conn.writeTo(tx, server); err != nil {
 				log.Debug("multicast NACK not sent", "err", err)
 			}
 		}
 		if status != nil {
 			tx = codec.AppendStatus(tx[:0], status)
-			if _, err := conn.WriteToUDPAddrPort(tx, server); err != nil {
+			if err := conn.writeTo(tx, server); err != nil {
 				log.Debug("multicast STATUS not sent", "err", err)
 			}
 		}
@@ -235,6 +230,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	}
 	defer publish()
 	leave := func(err error) error {
+		out.flush()
 		st.leave, st.over, st.statusAt = true, false, time.Time{}
 		send(time.Now())
 		return err
@@ -245,8 +241,11 @@ func (r *Receiver) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return leave(fmt.Errorf("multicast: receive: %w", ctx.Err()))
 		}
-		if writeErr != nil {
-			return leave(writeErr)
+		if st.complete() {
+			out.flush() // before the STATUS that says done
+		}
+		if out.err != nil {
+			return leave(out.err)
 		}
 		st.check(now)
 		send(now)
@@ -258,20 +257,25 @@ func (r *Receiver) Run(ctx context.Context) error {
 			}
 			return st.err
 		}
-		conn.SetReadDeadline(st.wake())
-		if ctx.Err() != nil {
-			continue // the deadline just set may have replaced the AfterFunc's
+		wake := st.wake()
+		if lastBatch < shortBatch {
+			if d := min(batchWait, time.Until(wake)); d > 0 {
+				time.Sleep(d)
+			}
 		}
-		n, err := pc.ReadBatch(msgs, 0)
+		n, err := conn.readBatch(bufs, lens, wake)
+		lastBatch = n
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				lastBatch = recvBatch // idle: the next read waits in the poller
+				out.flush()
 				continue
 			}
 			return fmt.Errorf("multicast: receive: %w", err)
 		}
 		now = time.Now()
 		for i := range n {
-			b := msgs[i].Buffers[0][:msgs[i].N]
+			b := bufs[i][:lens[i]]
 			if err := codec.Decode(b, &p); err != nil {
 				st.bad++
 				log.Debug("multicast dropping packet", "err", err)
@@ -280,9 +284,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 			switch p.Type {
 			case TypeData:
 				if st.onData(now, &p.Data) {
-					if _, err := r.Target.WriteAt(p.Data.Payload, int64(p.Data.Block)*int64(r.BlockSize)); err != nil && writeErr == nil {
-						writeErr = fmt.Errorf("multicast: write block %d: %w", p.Data.Block, err)
-					}
+					out.write(int64(p.Data.Block)*int64(r.BlockSize), p.Data.Payload)
 				}
 			case TypeAnnounce:
 				if err := st.onAnnounce(now, &p.Announce); err != nil {
