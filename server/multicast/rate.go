@@ -2,13 +2,18 @@ package multicast
 
 // Rate control: AIMD on the receivers' loss. The sender cuts its rate by
 // decreaseFactor when a client's loss rises above what that client loses
-// anyway, grows it by slowStartFactor per clean interval until the first
-// cut (slow start), then by avoidanceStep of itself per clean interval.
+// anyway (deeper, to the share of the stream the client took, when it
+// lost more: one cut instead of several after slow start overshoots a
+// slow client), grows it by slowStartFactor per clean interval until the
+// first cut (slow start), then by avoidanceStep of itself per clean
+// interval.
 
 const (
-	decreaseFactor  = 0.7
-	slowStartFactor = 1.5
-	avoidanceStep   = 1.0 / 16
+	decreaseFactor = 0.7
+	// minDecreaseFactor bounds a deep cut.
+	minDecreaseFactor = 0.2
+	slowStartFactor   = 1.5
+	avoidanceStep     = 1.0 / 16
 	// lossMargin is the loss above a client's rate-independent loss that
 	// counts as congestion (plus half that loss again).
 	lossMargin = 0.01
@@ -39,16 +44,27 @@ func newRateControl(cfg rateConfig) rateControl {
 	return rateControl{cfg: cfg, rate: min(max(cfg.initial, cfg.min), cfg.max), ssthresh: cfg.max}
 }
 
-// decrease cuts the rate (not below floor) and ends slow start. It
-// reports whether the rate fell by the full factor.
-func (r *rateControl) decrease(floor float64) bool {
+// cutFactor is the cut for a client that lost loss, base of it whatever
+// the rate: decreaseFactor, or the share of what it could take that it
+// took when that is less (not below minDecreaseFactor).
+func cutFactor(loss, base float64) float64 {
+	if base >= 0.99 || loss <= base {
+		return decreaseFactor
+	}
+	took := (1 - loss) / (1 - base)
+	return min(decreaseFactor, max(took, minDecreaseFactor))
+}
+
+// decrease cuts the rate by factor (not below floor) and ends slow start.
+// It returns the factor applied: more than factor when floor stopped it.
+func (r *rateControl) decrease(floor, factor float64) float64 {
 	floor = max(floor, r.cfg.min)
 	old := r.rate
 	r.undoRate, r.undoSsthresh = r.rate, r.ssthresh
-	r.rate = max(r.rate*decreaseFactor, floor)
+	r.rate = max(r.rate*factor, floor)
 	r.ssthresh = r.rate
 	r.settle = 1
-	return r.rate <= old*decreaseFactor*1.001
+	return r.rate / old
 }
 
 // undo restores the rate from before the last cut.
@@ -79,6 +95,7 @@ type lossModel struct {
 	base    float64 // rate-independent loss learned so far
 	probing bool    // a cut was made for this client; judge the next sample
 	before  float64 // the loss that caused the cut
+	factor  float64 // the cut
 }
 
 // threshold is the loss above which a sample means congestion.
@@ -97,7 +114,7 @@ func (m *lossModel) sample(loss float64) (congested bool, verdict int) {
 	if m.probing {
 		m.probing = false
 		// Congestion loss after a cut: what arrived before still arrives.
-		expect := max(0, 1-(1-m.before)/decreaseFactor)
+		expect := max(0, 1-(1-m.before)/m.factor)
 		if loss >= m.before-(m.before-expect)/2 {
 			m.base = max(m.base, loss)
 			return false, cutUseless
@@ -115,7 +132,7 @@ func (m *lossModel) sample(loss float64) (congested bool, verdict int) {
 	return false, verdict
 }
 
-// probe marks that the rate was cut for this client's loss.
-func (m *lossModel) probe(loss float64) {
-	m.probing, m.before = true, loss
+// probe marks that the rate was cut by factor for this client's loss.
+func (m *lossModel) probe(loss, factor float64) {
+	m.probing, m.before, m.factor = true, loss, factor
 }

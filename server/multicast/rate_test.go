@@ -2,6 +2,7 @@ package multicast
 
 import (
 	"math"
+	mrand "math/rand/v2"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func TestRateControl(t *testing.T) {
 		t.Errorf("capped by what was achieved: %v", r.rate)
 	}
 	r.rate = 20e6
-	if !r.decrease(0) || r.rate != 14e6 || r.ssthresh != 14e6 || r.settle != 1 {
+	if f := r.decrease(0, decreaseFactor); f != decreaseFactor || r.rate != 14e6 || r.ssthresh != 14e6 || r.settle != 1 {
 		t.Errorf("decrease: %+v", r)
 	}
 	r.increase(100e6) // congestion avoidance: 1/16 per interval
@@ -25,7 +26,7 @@ func TestRateControl(t *testing.T) {
 		t.Errorf("avoidance: %v", r.rate)
 	}
 	r.rate = 1.2e6
-	if r.decrease(0) || r.rate != 1e6 {
+	if f := r.decrease(0, decreaseFactor); f <= decreaseFactor || r.rate != 1e6 {
 		t.Errorf("floor: %+v", r)
 	}
 	r.undo()
@@ -49,7 +50,7 @@ func TestLossModel(t *testing.T) {
 	if c, _ := m.sample(0.2); !c {
 		t.Error("20% loss from nothing is not congestion")
 	}
-	m.probe(0.2)
+	m.probe(0.2, decreaseFactor)
 	if c, v := m.sample(0); c || v != cutHelped || m.base != 0 {
 		t.Errorf("after a helpful cut: %v %v %+v", c, v, m)
 	}
@@ -59,7 +60,7 @@ func TestLossModel(t *testing.T) {
 	// A bad link: the loss stays after the cut and becomes the base.
 	var b lossModel
 	b.sample(0.05)
-	b.probe(0.05)
+	b.probe(0.05, decreaseFactor)
 	if c, v := b.sample(0.05); c || v != cutUseless || b.base != 0.05 {
 		t.Errorf("after a useless cut: %v %v %+v", c, v, b)
 	}
@@ -74,7 +75,7 @@ func TestLossModel(t *testing.T) {
 	// Heavy congestion (the rate far above the client's): a cut that
 	// helps a little still counts as helping.
 	var h lossModel
-	h.probe(0.9)
+	h.probe(0.9, decreaseFactor)
 	if _, v := h.sample(1 - 0.1/decreaseFactor); v != cutHelped {
 		t.Errorf("heavy congestion: %v", v)
 	}
@@ -277,5 +278,69 @@ func TestSessionPacing(t *testing.T) {
 	// the loop never spins.
 	if limit := bytes/(Overhead+testBlock) + 2*(20+10); steps > limit {
 		t.Errorf("%d steps for %d packets", steps, bytes/(Overhead+testBlock))
+	}
+}
+
+// noisyCapacity is a client that takes about c bytes/s, varying by up to
+// spread either way from one call to the next (a busy virtual machine).
+func noisyCapacity(c, spread float64, seed uint64) func(float64) float64 {
+	rng := mrand.New(mrand.NewPCG(seed, 1))
+	return func(rate float64) float64 {
+		return max(0, 1-c*(1+spread*(2*rng.Float64()-1))/rate)
+	}
+}
+
+// TestRateFollowsNoisySlowClient: a slow client whose capacity wanders
+// (one cut may seem not to help) is still slowness, not a bad link: the
+// rate stays near its capacity instead of learning its loss as the
+// link's and sending past it.
+func TestRateFollowsNoisySlowClient(t *testing.T) {
+	const c = 15e6
+	for seed := range uint64(20) {
+		f := newFluid(t, nil, noisyCapacity(c, 0.4, seed))
+		f.run(20 * time.Second)
+		last := f.rates[len(f.rates)/2:]
+		sum := 0.0
+		for _, r := range last {
+			sum += r
+		}
+		if avg := sum / float64(len(last)); avg > 1.5*c {
+			t.Errorf("seed %d: average rate %.0f for a client of %.0f (learned loss %.2f): %v", seed, avg, c,
+				f.s.clients[f.clients[0].id].loss.base, last)
+		}
+	}
+}
+
+func TestCutFactor(t *testing.T) {
+	for _, c := range []struct{ loss, base, want float64 }{
+		{0.05, 0, decreaseFactor},   // mild congestion: the usual cut
+		{0.9, 0, minDecreaseFactor}, // 10% taken: bounded
+		{0.5, 0, 0.5},               // half taken: to half
+		{0.6, 0.2, 0.5},             // of the 80% it can take, it took 40%
+		{0.3, 0.99, decreaseFactor}, // it takes nothing anyway
+		{0.1, 0.2, decreaseFactor},  // below its base
+	} {
+		if got := cutFactor(c.loss, c.base); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("cutFactor(%v, %v) = %v, want %v", c.loss, c.base, got, c.want)
+		}
+	}
+}
+
+// TestRateDeepCut: a rate far above a client's capacity (slow start
+// overshooting while the client's socket buffer hid its loss) falls to
+// that capacity in one cut, not in a cut of 0.7 per control tick.
+func TestRateDeepCut(t *testing.T) {
+	const c = 20e6 // a quarter of the rate: above minDecreaseFactor
+	f := newFluid(t, func(cfg *sessionConfig) { cfg.rate.initial = 80e6 }, capacity(c))
+	f.run(2 * time.Second)
+	first := -1.0
+	for i := 1; i < len(f.rates); i++ {
+		if f.rates[i] < f.rates[i-1] {
+			first = f.rates[i]
+			break
+		}
+	}
+	if first < 0 || first > 1.05*c || first < 0.95*c {
+		t.Errorf("first cut to %.0f for a client of %.0f: %v", first, c, f.rates)
 	}
 }

@@ -593,18 +593,19 @@ func (s *session) control(now time.Time) {
 		return
 	}
 	floor := s.cfg.rate.min
+	factor := cutFactor(worst.lossRate, worst.loss.base)
 	if s.cfg.slow == SlowDrop {
 		floor = max(floor, s.cfg.slowRate)
-		if s.rate.rate*decreaseFactor < s.cfg.slowRate {
+		if s.rate.rate*factor < s.cfg.slowRate {
 			if worst.strikes++; worst.strikes >= slowStrikes {
 				s.fallback(worst, ReasonSlow, now)
 				return
 			}
 		}
 	}
-	if s.rate.decrease(floor) {
+	if applied := s.rate.decrease(floor, factor); applied <= factor*1.001 {
 		for _, c := range congested {
-			c.loss.probe(c.lossRate)
+			c.loss.probe(c.lossRate, applied)
 		}
 	}
 }
