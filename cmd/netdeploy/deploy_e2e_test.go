@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,15 +34,21 @@ const deployedMarker = "NETDEPLOY-DEPLOYED-SYSTEM-UP"
 // bios-choice has no default image: the agent lists the images on its
 // console and the test answers on the serial line. bios-no-disk has no
 // disk: the agent reports why it failed, and the report says so.
+// bios-multicast leaves multicast on: the agent receives the image from a
+// multicast session on a port of the UDP range through the VM's NIC
+// instead of by SMB.
 func TestQEMUDeploy(t *testing.T) {
 	need(t, "qemu-system-x86_64")
-	for _, tc := range []deployCase{{fw: "bios"}, {fw: "uefi"}, {fw: "bios", choice: true}, {fw: "bios", noDisk: true}} {
+	for _, tc := range []deployCase{{fw: "bios"}, {fw: "uefi"}, {fw: "bios", choice: true}, {fw: "bios", noDisk: true}, {fw: "bios", multicast: true}} {
 		name := tc.fw
 		if tc.choice {
 			name += "-choice"
 		}
 		if tc.noDisk {
 			name += "-no-disk"
+		}
+		if tc.multicast {
+			name += "-multicast"
 		}
 		t.Run(name, func(t *testing.T) { qemuDeploy(t, tc) })
 	}
@@ -51,6 +58,8 @@ type deployCase struct {
 	fw     string
 	choice bool // no default image: choose at the console
 	noDisk bool // a machine without a disk
+	// multicast on: the image comes by multicast, not SMB
+	multicast bool
 }
 
 func qemuDeploy(t *testing.T, tc deployCase) {
@@ -83,15 +92,14 @@ func qemuDeploy(t *testing.T, tc deployCase) {
 	srv := lab.AddHost("srv", "198.18.0.1/24", "")
 	tap := lab.AddTap("tap0")
 	data := filepath.Join(work, "data")
-	// The SMB path; multicast has tests of its own.
 	serveArgs := []string{"--interface", "eth0", "--data-dir", data, "--images-dir", images,
-		"--cmdline", "console=ttyS0,115200 panic=-1", "--multicast=false"}
+		"--cmdline", "console=ttyS0,115200 panic=-1", "--multicast=" + strconv.FormatBool(tc.multicast)}
 	if !tc.choice {
 		serveArgs = append(serveArgs, "--default-image", "E2E")
 	}
 	nd := serveIn(t, srv, serveArgs...)
 
-	mac := map[string]string{"bios": "52:54:00:e2:d0:01", "uefi": "52:54:00:e2:d0:02", "bios-choice": "52:54:00:e2:d0:03", "bios-no-disk": "52:54:00:e2:d0:04"}[t.Name()[len("TestQEMUDeploy/"):]]
+	mac := map[string]string{"bios": "52:54:00:e2:d0:01", "uefi": "52:54:00:e2:d0:02", "bios-choice": "52:54:00:e2:d0:03", "bios-no-disk": "52:54:00:e2:d0:04", "bios-multicast": "52:54:00:e2:d0:05"}[t.Name()[len("TestQEMUDeploy/"):]]
 	disk := filepath.Join(work, "disk.raw")
 	// The serial line is a socket QEMU waits on, so that the test sees all
 	// of it and can type at the agent's console.
@@ -204,6 +212,12 @@ func qemuDeploy(t *testing.T, tc deployCase) {
 	if fw == "uefi" {
 		wantStages = []tracker.Stage{tracker.StageDHCP, tracker.StageTFTP, tracker.StageHTTP, tracker.StageRPC, tracker.StageSMB, tracker.StageApply, tracker.StageDone}
 	}
+	wantPorts := map[tracker.Stage]int{tracker.StageDHCP: 67, tracker.StageHTTP: 80, tracker.StageSMB: 445}
+	if tc.multicast {
+		// The agent starts applying, then joins the session.
+		wantStages = []tracker.Stage{tracker.StageDHCP, tracker.StageHTTP, tracker.StageRPC, tracker.StageApply, tracker.StageMulticast, tracker.StageDone}
+		delete(wantPorts, tracker.StageSMB)
+	}
 	nd.wait(10*time.Second, "done for "+mac, func(e tracker.Event) bool { return e.MAC == mac && e.Stage == tracker.StageDone })
 	var order []tracker.Stage
 	seen := map[tracker.Stage]bool{}
@@ -223,7 +237,7 @@ func qemuDeploy(t *testing.T, tc deployCase) {
 	if !subsequence(order, wantStages) {
 		t.Errorf("stages %v, want %v in that order", order, wantStages)
 	}
-	for stage, port := range map[tracker.Stage]int{tracker.StageDHCP: 67, tracker.StageHTTP: 80, tracker.StageSMB: 445} {
+	for stage, port := range wantPorts {
 		if ports[stage] != port {
 			t.Errorf("%s events carry port %d, want %d", stage, ports[stage], port)
 		}
@@ -234,7 +248,18 @@ func qemuDeploy(t *testing.T, tc deployCase) {
 	if fw == "uefi" && ports[tracker.StageTFTP] == 0 {
 		t.Error("tftp events carry no port")
 	}
+	if p := ports[tracker.StageMulticast]; tc.multicast && (p < 64001 || p > 65000) {
+		t.Errorf("multicast events carry port %d, want one of the UDP range 64001-65000", p)
+	}
+	if tc.multicast && seen[tracker.StageSMB] {
+		t.Errorf("the image came by SMB too: stages %v", order)
+	}
 	nd.stop()
+	for _, l := range strings.Split(nd.logs(), "\n") {
+		if strings.Contains(l, "multicast session over") {
+			t.Log(l) // what the session sent to this one slow (TCG) client
+		}
+	}
 	recs, _, err := report.Scan(report.Path(data))
 	if err != nil || len(recs) != 1 || recs[0].MAC != mac || recs[0].Result != report.ResultDone || recs[0].Bytes != size {
 		t.Fatalf("report: %v %+v", err, recs)
