@@ -139,7 +139,7 @@ func (c *conn) setBusy(busy bool) bool {
 	if c.closed {
 		return false
 	}
-	if c.srv.closingFlag.Load() && (busy || c.call == nil) {
+	if c.srv.listeners.Closing() && (busy || c.call == nil) {
 		c.closed = true
 		c.nc.Close()
 		return false

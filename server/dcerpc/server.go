@@ -14,6 +14,7 @@ import (
 	msdcerpc "github.com/oiweiwei/go-msrpc/dcerpc"
 
 	"github.com/netdeploy/netdeploy/server/ntlmssp"
+	"github.com/netdeploy/netdeploy/server/serving"
 	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
@@ -113,14 +114,12 @@ type Server struct {
 	assocNext atomic.Uint32
 	pending   atomic.Int64 // bytes held by requests in reassembly
 
-	closingFlag atomic.Bool // closing, for connections (which must not take mu)
+	listeners serving.Listeners // and whether Shutdown began
 
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup
-	lastFull  time.Time // last "too many connections" warning
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	wg       sync.WaitGroup
+	lastFull time.Time // last "too many connections" warning
 
 	stats stats.Counter
 }
@@ -167,29 +166,29 @@ func (s *Server) ListenAndServe(addr string) error {
 // wrapping net.ErrClosed.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
-	if !s.addListener(l) {
+	if !s.listeners.Add(l) {
 		l.Close()
 		return nil
 	}
-	defer s.removeListener(l)
+	defer s.listeners.Remove(l)
 	s.logger().Info("dcerpc listening", "addr", l.Addr().String())
-	var pause time.Duration
+	var backoff serving.Backoff
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.shuttingDown() {
+			if s.listeners.Closing() {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("dcerpc: serve: %w", err)
 			}
-			// Transient (e.g. EMFILE): back off like net/http does.
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			// Transient (e.g. EMFILE).
+			pause := backoff.Next()
 			s.logger().Warn("dcerpc accept error", "err", err, "retry_in", pause)
 			time.Sleep(pause)
 			continue
 		}
-		pause = 0
+		backoff.Reset()
 		c := s.newConn(nc)
 		if !s.admit(c) {
 			nc.Close()
@@ -206,67 +205,31 @@ func (s *Server) Serve(l net.Listener) error {
 // error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
+	s.listeners.Close()
 	s.mu.Lock()
-	s.closing = true
-	s.closingFlag.Store(true)
-	for l := range s.listeners {
-		l.Close()
-	}
 	for c := range s.conns {
 		c.closeIfIdle()
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
+	err := serving.Drain(ctx, &s.wg, func() {
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		s.cancel()
+	})
+	if err != nil {
+		return fmt.Errorf("dcerpc: shutdown: %w", err)
 	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.nc.Close()
-	}
-	s.mu.Unlock()
-	s.cancel()
-	<-done
-	return fmt.Errorf("dcerpc: shutdown: %w", ctx.Err())
-}
-
-func (s *Server) addListener(l net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = map[net.Listener]struct{}{}
-	}
-	s.listeners[l] = struct{}{}
-	return true
-}
-
-func (s *Server) removeListener(l net.Listener) {
-	s.mu.Lock()
-	delete(s.listeners, l)
-	s.mu.Unlock()
-	l.Close()
-}
-
-func (s *Server) shuttingDown() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+	return nil
 }
 
 // admit registers a new connection unless the server is closing or full.
 func (s *Server) admit(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.listeners.Closing() {
 		return false
 	}
 	if limit := orDefault(s.MaxConns, DefaultMaxConns); len(s.conns) >= limit {

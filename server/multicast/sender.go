@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/netdeploy/netdeploy/server/serving"
 	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 	"github.com/netdeploy/netdeploy/server/udprange"
@@ -597,7 +598,7 @@ func (s *Sender) readLoop() {
 	buf := make([]byte, MaxPacket+1)
 	ctl := make([]byte, 0, 128)
 	var p Packet
-	var pause time.Duration
+	var backoff serving.Backoff
 	log := s.logger()
 	for {
 		n, from, err := s.Conn.ReadFromUDPAddrPort(buf)
@@ -605,12 +606,12 @@ func (s *Sender) readLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			pause := backoff.Next()
 			log.Warn("multicast read error", "port", s.server.Port, "proto", "udp", "err", err, "retry_in", pause)
 			time.Sleep(pause)
 			continue
 		}
-		pause = 0
+		backoff.Reset()
 		s.counter.In(n)
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		if err := codec.Decode(buf[:n], &p); err != nil || (p.Type != TypeNack && p.Type != TypeStatus) {

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netdeploy/netdeploy/server/serving"
 	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
@@ -192,7 +193,7 @@ func (u *udpService) serve(conn *net.UDPConn, what string, log *slog.Logger, han
 	}
 	log.Info("netbios: "+what+" listening", "port", port, "proto", "udp", "addr", conn.LocalAddr().String())
 	buf := make([]byte, 65536)
-	var pause time.Duration
+	var backoff serving.Backoff
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -204,12 +205,12 @@ func (u *udpService) serve(conn *net.UDPConn, what string, log *slog.Logger, han
 			}
 			// Transient (ENOBUFS, an ICMP error reported on the socket):
 			// back off as net/http does.
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			pause := backoff.Next()
 			log.Warn("netbios: read error", "port", port, "proto", "udp", "err", err, "retry_in", pause)
 			time.Sleep(pause)
 			continue
 		}
-		pause = 0
+		backoff.Reset()
 		safely(log, func() { handle(buf[:n], from) })
 	}
 }

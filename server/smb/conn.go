@@ -97,7 +97,7 @@ func (c *conn) serve() {
 		}
 	}
 	for {
-		if c.srv.closingFlag.Load() {
+		if c.srv.listeners.Closing() {
 			return
 		}
 		dl := time.Now().Add(c.srv.idleTimeout())

@@ -22,6 +22,7 @@ import (
 
 	"github.com/netdeploy/netdeploy/server/dcerpc"
 	"github.com/netdeploy/netdeploy/server/ntlmssp"
+	"github.com/netdeploy/netdeploy/server/serving"
 	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 )
@@ -132,12 +133,11 @@ type Server struct {
 	startTime time.Time
 	nextSess  atomic.Uint64
 
-	closingFlag atomic.Bool
-	mu          sync.Mutex
-	listeners   map[net.Listener]struct{}
-	conns       map[*conn]struct{}
-	wg          sync.WaitGroup
-	lastFull    time.Time
+	listeners serving.Listeners // and whether Shutdown began
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+	lastFull  time.Time
 
 	readFree chan *[]byte // idle READ buffers
 	limiter  ntlmssp.LogonLimiter
@@ -311,28 +311,28 @@ func (s *Server) serve(l net.Listener, netbios bool) error {
 		l.Close()
 		return s.initErr
 	}
-	if !s.addListener(l) {
+	if !s.listeners.Add(l) {
 		l.Close()
 		return nil
 	}
-	defer s.removeListener(l)
+	defer s.listeners.Remove(l)
 	s.logger().Info("smb listening", "addr", l.Addr().String(), "netbios", netbios)
-	var pause time.Duration
+	var backoff serving.Backoff
 	for {
 		nc, err := l.Accept()
 		if err != nil {
-			if s.closingFlag.Load() {
+			if s.listeners.Closing() {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("smb: serve: %w", err)
 			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			pause := backoff.Next() // transient, e.g. EMFILE
 			s.logger().Warn("smb accept error", "err", err, "retry_in", pause)
 			time.Sleep(pause)
 			continue
 		}
-		pause = 0
+		backoff.Reset()
 		c := newConn(s, nc, netbios)
 		if !s.admit(c) {
 			nc.Close()
@@ -346,31 +346,11 @@ func (s *Server) serve(l net.Listener, netbios bool) error {
 	}
 }
 
-func (s *Server) addListener(l net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closingFlag.Load() {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = map[net.Listener]struct{}{}
-	}
-	s.listeners[l] = struct{}{}
-	return true
-}
-
-func (s *Server) removeListener(l net.Listener) {
-	s.mu.Lock()
-	delete(s.listeners, l)
-	s.mu.Unlock()
-	l.Close()
-}
-
 // admit registers a connection, or refuses it beyond MaxConns.
 func (s *Server) admit(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closingFlag.Load() {
+	if s.listeners.Closing() {
 		return false
 	}
 	maxConns := s.MaxConns
@@ -404,11 +384,8 @@ func (s *Server) remove(c *conn) {
 // connections, lets requests in progress finish, and returns nil. When
 // ctx ends first it closes every connection and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.listeners.Close()
 	s.mu.Lock()
-	s.closingFlag.Store(true)
-	for l := range s.listeners {
-		l.Close()
-	}
 	for c := range s.conns {
 		c.closeIfIdle()
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/netdeploy/netdeploy/server/boot"
+	"github.com/netdeploy/netdeploy/server/serving"
 	"github.com/netdeploy/netdeploy/server/stats"
 	"github.com/netdeploy/netdeploy/server/tracker"
 	"github.com/netdeploy/netdeploy/server/udprange"
@@ -79,10 +80,9 @@ type Server struct {
 	// Log receives diagnostics. Nil: discarded.
 	Log *slog.Logger
 
+	listeners serving.Listeners // and whether Shutdown began
 	mu        sync.Mutex
-	closing   bool
-	forced    bool // Shutdown's context ended: sessions are being closed
-	listeners map[*net.UDPConn]struct{}
+	forced    bool                        // Shutdown's context ended: sessions are being closed
 	conns     map[*session]struct{}       // sessions with a socket
 	peers     map[netip.AddrPort]*session // running sessions by client
 	active    int                         // requests being served
@@ -173,30 +173,29 @@ func (s *Server) Serve(conn *net.UDPConn) error {
 		conn.Close()
 		return errors.New("tftp: Server.FS is nil")
 	}
-	if !s.addListener(conn) {
+	if !s.listeners.Add(conn) {
 		conn.Close()
 		return nil
 	}
-	defer s.removeListener(conn)
+	defer s.listeners.Remove(conn)
 	s.logger().Info("tftp listening", "addr", conn.LocalAddr().String())
 	buf := make([]byte, 65536)
-	var pause time.Duration
+	var backoff serving.Backoff
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if s.shuttingDown() {
+			if s.listeners.Closing() {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("tftp: serve: %w", err)
 			}
-			// Transient (e.g. ENOBUFS): back off like net/http does.
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			pause := backoff.Next() // transient, e.g. ENOBUFS
 			s.logger().Warn("tftp read error", "err", err, "retry_in", pause)
 			time.Sleep(pause)
 			continue
 		}
-		pause = 0
+		backoff.Reset()
 		s.handle(conn, buf[:n], from)
 	}
 }
@@ -205,56 +204,23 @@ func (s *Server) Serve(conn *net.UDPConn) error {
 // running transfers to end and returns nil. When ctx ends first it closes
 // the remaining sessions and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.listeners.Close()
+	// A request being admitted holds mu while it checks Closing and adds
+	// to wg: once mu is free, every session begun is in wg.
 	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
+	err := serving.Drain(ctx, &s.wg, func() {
+		s.mu.Lock()
+		s.forced = true
+		for sess := range s.conns {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("tftp: shutdown: %w", err)
 	}
-	s.mu.Lock()
-	s.forced = true
-	for sess := range s.conns {
-		sess.conn.Close()
-	}
-	s.mu.Unlock()
-	<-done
-	return fmt.Errorf("tftp: shutdown: %w", ctx.Err())
-}
-
-func (s *Server) addListener(conn *net.UDPConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = map[*net.UDPConn]struct{}{}
-	}
-	s.listeners[conn] = struct{}{}
-	return true
-}
-
-func (s *Server) removeListener(conn *net.UDPConn) {
-	s.mu.Lock()
-	delete(s.listeners, conn)
-	s.mu.Unlock()
-	conn.Close()
-}
-
-func (s *Server) shuttingDown() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+	return nil
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -334,7 +300,7 @@ func (s *Server) handle(conn *net.UDPConn, b []byte, from netip.AddrPort) {
 	maxSessions := orDefault(s.MaxSessions, DefaultMaxSessions)
 	sess := &session{peer: from, peerKey: peerKey, ev: ev, log: log, emit: s.emitter(), spin: spinner{gate: &s.spinGate}, st: &s.sessionStats}
 	s.mu.Lock()
-	if s.closing {
+	if s.listeners.Closing() {
 		s.mu.Unlock()
 		return
 	}
