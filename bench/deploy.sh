@@ -34,7 +34,6 @@ size_mib=512
 nagents=4
 user=nddeploy pass=Bench-$$-pw
 extra_ns=()
-made_user=
 
 deploy_cleanup() {
   for ns in "${extra_ns[@]:-}"; do
@@ -46,7 +45,6 @@ deploy_cleanup() {
     for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p 2>/dev/null || true; done
   done
   mountpoint -q "$work/tgt" 2>/dev/null && { umount "$work/tgt" || umount -l "$work/tgt"; }
-  [ -n "$made_user" ] && userdel $user 2>/dev/null || true
   cleanup
 }
 trap deploy_cleanup EXIT
@@ -86,41 +84,7 @@ want=$(sha256sum < "$images/bench.img" | cut -d' ' -f1)
   || { cat "$work/add.out" >&2; exit 1; }
 grep -qi "$want" "$work/add.out" || { echo "image add: unexpected sha256" >&2; cat "$work/add.out" >&2; exit 1; }
 
-# Samba maps its users to Unix accounts: a throw-away one for this run.
-if ! id $user >/dev/null 2>&1; then
-  useradd -M -s /usr/sbin/nologin $user
-  made_user=1
-fi
-cat > "$work/smb.conf" <<CONF
-[global]
-  workgroup = WORKGROUP
-  netbios name = SAMBABENCH
-  interfaces = 198.18.0.1/24
-  bind interfaces only = yes
-  smb ports = 4445
-  disable netbios = yes
-  server min protocol = SMB2_02
-  server signing = auto
-  private dir = $work/samba/private
-  lock directory = $work/samba/lock
-  state directory = $work/samba/state
-  cache directory = $work/samba/cache
-  pid directory = $work/samba/pid
-  log file = $work/samba/log.%m
-  passdb backend = tdbsam:$work/samba/private/passdb.tdb
-  load printers = no
-  printing = bsd
-  printcap name = /dev/null
-[images]
-  path = $images
-  read only = yes
-CONF
-printf '%s\n%s\n' "$pass" "$pass" | smbpasswd -c "$work/smb.conf" -a -s $user >/dev/null
-cat > "$work/netdeploy.yaml" <<CONF
-accounts:
-  - name: $user
-    password: $pass
-CONF
+samba_setup 4445 "$images"
 
 in_srv "$nd" serve --config "$work/netdeploy.yaml" --interface eth0 --dhcp-mode off \
   --data-dir "$work/data" --log-level warn >/dev/null 2>"$work/nd.log" &

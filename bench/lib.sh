@@ -9,8 +9,10 @@ pfx="ndb$$"
 LAN=$pfx-lan SRV=$pfx-srv CLI=$pfx-cli
 work=$(mktemp -d /tmp/netdeploy-bench.XXXXXX)
 pids=()
+made_user= # a Unix account samba_setup made, removed by cleanup
 
 cleanup() {
+  [ -n "$made_user" ] && userdel "$made_user" 2>/dev/null || true
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   for ns in $CLI $SRV $LAN; do
     for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p 2>/dev/null || true; done
@@ -118,4 +120,48 @@ timed_cpu() {
 # kernel delivers packets, is charged to no process).
 machine_cpu() {
   awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / hz; exit }' /proc/stat
+}
+
+# samba_setup PORT SHARE: the peer for the SMB benchmarks. Samba maps its
+# users to Unix accounts, so $user gets a throw-away one (removed by
+# cleanup when made here). Writes $work/smb.conf for smbd on
+# 198.18.0.1:PORT sharing SHARE read-only as [images], gives $user the
+# Samba password $pass, and writes $work/netdeploy.yaml with the same
+# account for netdeploy.
+samba_setup() {
+  local port=$1 share=$2
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd -M -s /usr/sbin/nologin "$user"
+    made_user=$user
+  fi
+  cat > "$work/smb.conf" <<CONF
+[global]
+  workgroup = WORKGROUP
+  netbios name = SAMBABENCH
+  interfaces = 198.18.0.1/24
+  bind interfaces only = yes
+  smb ports = $port
+  disable netbios = yes
+  server min protocol = SMB2_02
+  server signing = auto
+  private dir = $work/samba/private
+  lock directory = $work/samba/lock
+  state directory = $work/samba/state
+  cache directory = $work/samba/cache
+  pid directory = $work/samba/pid
+  log file = $work/samba/log.%m
+  passdb backend = tdbsam:$work/samba/private/passdb.tdb
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+[images]
+  path = $share
+  read only = yes
+CONF
+  printf '%s\n%s\n' "$pass" "$pass" | smbpasswd -c "$work/smb.conf" -a -s "$user" >/dev/null
+  cat > "$work/netdeploy.yaml" <<CONF
+accounts:
+  - name: $user
+    password: $pass
+CONF
 }

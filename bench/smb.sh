@@ -17,45 +17,7 @@ head -c $((256 << 20)) /dev/urandom > "$work/root/big.bin"
 want=$(sha256sum < "$work/root/big.bin")
 user=ndbench pass=bench-$$
 
-# Samba maps its users to Unix accounts: a throw-away one for this run.
-made_user=
-if ! id $user >/dev/null 2>&1; then
-  useradd -M -s /usr/sbin/nologin $user
-  made_user=1
-fi
-bench_cleanup() { [ -n "$made_user" ] && userdel $user 2>/dev/null || true; cleanup; }
-trap bench_cleanup EXIT
-
-cat > "$work/smb.conf" <<CONF
-[global]
-  workgroup = WORKGROUP
-  netbios name = SAMBABENCH
-  interfaces = 198.18.0.1/24
-  bind interfaces only = yes
-  smb ports = 445
-  disable netbios = yes
-  server min protocol = SMB2_02
-  server signing = auto
-  private dir = $work/samba/private
-  lock directory = $work/samba/lock
-  state directory = $work/samba/state
-  cache directory = $work/samba/cache
-  pid directory = $work/samba/pid
-  log file = $work/samba/log.%m
-  passdb backend = tdbsam:$work/samba/private/passdb.tdb
-  load printers = no
-  printing = bsd
-  printcap name = /dev/null
-[images]
-  path = $work/root
-  read only = yes
-CONF
-printf '%s\n%s\n' "$pass" "$pass" | smbpasswd -c "$work/smb.conf" -a -s $user >/dev/null
-cat > "$work/netdeploy.yaml" <<CONF
-accounts:
-  - name: $user
-    password: $pass
-CONF
+samba_setup 445 "$work/root"
 
 start_server() {
   case $1 in
