@@ -278,24 +278,83 @@ func TestLabLoss(t *testing.T) {
 		clients = append(clients, l.addClient(fmt.Sprintf("r%d", i+1), 11+i))
 	}
 	lossy := clients[0].host
-	for _, args := range [][]string{
-		{"add", "table", "inet", "mcloss"},
-		{"add", "chain", "inet", "mcloss", "input", "{ type filter hook input priority 0 ; }"},
-		{"add", "rule", "inet", "mcloss", "input", "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", "5", "counter", "drop"},
-	} {
-		if _, err := lossy.Run(ctx, "nft", args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addLoss(ctx, t, lossy, 5)
 	l.transfer(ctx, t, clients)
-	out, _ := lossy.Run(ctx, "nft", "list", "chain", "inet", "mcloss", "input")
-	t.Logf("loss rule on %s: %s", lossy.Name, strings.Join(strings.Fields(out), " "))
+	logLoss(ctx, t, lossy)
 	for _, c := range clients {
 		l.checkImage(c)
 		t.Logf("%s: %+v", c.host.Name, c.rcv.Stats())
 	}
 	if st := clients[0].rcv.Stats(); st.Lost == 0 {
 		t.Errorf("the lossy receiver lost nothing: %+v", st)
+	}
+	if o := l.overhead(); o > 1.5 {
+		t.Errorf("sent %.4fx the image, want at most 1.5x", o)
+	}
+}
+
+// addLoss drops pct% of the UDP packets h receives, at random (an nft
+// numgen rule in h's namespace).
+func addLoss(ctx context.Context, t *testing.T, h *netlab.Host, pct int) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"add", "table", "inet", "mcloss"},
+		{"add", "chain", "inet", "mcloss", "input", "{ type filter hook input priority 0 ; }"},
+		{"add", "rule", "inet", "mcloss", "input", "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", strconv.Itoa(pct), "counter", "drop"},
+	} {
+		if _, err := h.Run(ctx, "nft", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// logLoss logs addLoss's rule with its counter.
+func logLoss(ctx context.Context, t *testing.T, h *netlab.Host) {
+	out, _ := h.Run(ctx, "nft", "list", "chain", "inet", "mcloss", "input")
+	t.Logf("loss rule on %s: %s", h.Name, strings.Join(strings.Fields(out), " "))
+}
+
+// TestLabTwentyReceivers: twenty receivers at once, three of them losing
+// 5% of their packets each (different packets), all complete
+// byte-identical with a done event; the repairs one receiver asks for
+// serve the others too (a block is resent once per round however many
+// ask), so the session sends at most 1.5x the image.
+func TestLabTwentyReceivers(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft")
+	}
+	const n = 20
+	size := labImageSize() / 8
+	l := newLab(t, size, func(s *Sender) { s.StartPolicy.Clients = n })
+	ctx, cancel := context.WithTimeout(context.Background(), giveUp)
+	defer cancel()
+	var clients []*labClient
+	for i := range n {
+		clients = append(clients, l.addClient(fmt.Sprintf("r%d", i+1), 11+i))
+	}
+	lossy := []*labClient{clients[0], clients[7], clients[14]}
+	for _, c := range lossy {
+		addLoss(ctx, t, c.host, 5)
+	}
+	l.transfer(ctx, t, clients)
+	for _, c := range lossy {
+		logLoss(ctx, t, c.host)
+		if st := c.rcv.Stats(); st.Lost == 0 {
+			t.Errorf("%s lost nothing: %+v", c.host.Name, st)
+		}
+	}
+	nacks := uint64(0)
+	for _, c := range clients {
+		l.checkImage(c)
+		nacks += c.rcv.Stats().Nacks
+		if ev := l.events.find(c.host.MAC.String(), tracker.KindDone); len(ev) != 1 || ev[0].Bytes != size {
+			t.Errorf("%s: done events %+v", c.host.Name, ev)
+		}
+	}
+	st := l.sender.Stats()
+	t.Logf("%d NACK packets from the receivers; the sender counted %d requests, %d for blocks already asked for", nacks, st.Requests, st.Duplicates)
+	if st.Requests == 0 {
+		t.Error("no repair requests, yet three receivers lost packets")
 	}
 	if o := l.overhead(); o > 1.5 {
 		t.Errorf("sent %.4fx the image, want at most 1.5x", o)
