@@ -6,8 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -67,16 +68,19 @@ func groupInterface(name string, server net.IP) (*net.Interface, error) {
 }
 
 // multicast receives the image from its multicast session onto the
-// target, block by block at their offsets, then reads the whole target
-// back and returns the SHA-256 of what it holds. Progress goes to the
-// server as apply reports from a goroutine of its own, so that the
-// receiver never waits for an RPC call.
+// target, block by block at their offsets, reads the target back and
+// returns the SHA-256 of what it holds. The read-back runs while the
+// image arrives, as far as its start is written, and finishes after.
+// Progress goes to the server as apply reports from a goroutine of its
+// own, so that the receiver never waits for an RPC call.
 func (a *applier) multicast(ctx context.Context, j wds.MulticastJoin, iface *net.Interface) (string, int64, error) {
 	var held atomic.Int64
+	back := newPrefixHash(a.t.f, j.Size)
 	r := &multicast.Receiver{
 		Interface: iface, Group: j.Group, Server: j.Server, SessionID: j.SessionID, ClientID: j.ClientID,
 		Key: j.Key, Size: j.Size, BlockSize: j.BlockSize, Target: a.t.f, Log: a.log,
 		Progress: func(h, _ int64) { held.Store(h) },
+		Written:  back.advance,
 	}
 	a.im.Size = j.Size
 	a.started = true
@@ -107,10 +111,11 @@ func (a *applier) multicast(ctx context.Context, j wds.MulticastJoin, iface *net
 	close(stop)
 	<-beat
 	if err != nil {
+		back.abandon()
 		return "", held.Load(), err
 	}
 	a.written = j.Size
-	sum, err := a.readBack(ctx, j.Size)
+	sum, err := a.readBack(ctx, back)
 	if err != nil {
 		return "", j.Size, err
 	}
@@ -120,28 +125,79 @@ func (a *applier) multicast(ctx context.Context, j wds.MulticastJoin, iface *net
 	return sum, j.Size, nil
 }
 
-// readBack hashes the first size bytes of the target, with a LOG_MSG
+// readBack waits for back to hash the whole target, with a LOG_MSG
 // every syncBeat meanwhile.
-func (a *applier) readBack(ctx context.Context, size int64) (string, error) {
-	h := sha256.New()
-	done := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(h, io.NewSectionReader(a.t.f, 0, size))
-		done <- err
-	}()
+func (a *applier) readBack(ctx context.Context, back *prefixHash) (string, error) {
 	tick := time.NewTicker(syncBeat)
 	defer tick.Stop()
 	for {
 		select {
-		case err := <-done:
+		case err := <-back.done:
 			if err != nil {
 				return "", fmt.Errorf("agent: read back %s: %w", a.s.cfg.TargetFile, err)
 			}
-			return hex.EncodeToString(h.Sum(nil)), nil
+			return hex.EncodeToString(back.h.Sum(nil)), nil
 		case <-tick.C:
 			if err := a.s.logMsg(ctx, wds.MsgClientGenericMessage, "reading the image back from the disk"); err != nil {
 				a.log.Warn("agent could not report progress", "err", err)
 			}
+		}
+	}
+}
+
+// prefixHash reads the target back from its start and hashes it, in a
+// goroutine of its own, as far as advance says it is written; done gets
+// nil once size bytes are hashed, or the read error.
+type prefixHash struct {
+	f       *os.File
+	size    int64
+	h       hash.Hash
+	written atomic.Int64
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan error
+}
+
+func newPrefixHash(f *os.File, size int64) *prefixHash {
+	p := &prefixHash{f: f, size: size, h: sha256.New(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		done: make(chan error, 1)}
+	go p.run()
+	return p
+}
+
+// advance says the target's first n bytes are written.
+func (p *prefixHash) advance(n int64) {
+	p.written.Store(n)
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// abandon stops the hashing (the receive failed).
+func (p *prefixHash) abandon() { close(p.stop) }
+
+func (p *prefixHash) run() {
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		for w := min(p.written.Load(), p.size); off < w; {
+			n := int(min(int64(len(buf)), w-off))
+			if _, err := p.f.ReadAt(buf[:n], off); err != nil {
+				p.done <- err
+				return
+			}
+			p.h.Write(buf[:n])
+			off += int64(n)
+		}
+		if off >= p.size {
+			p.done <- nil
+			return
+		}
+		select {
+		case <-p.kick:
+		case <-p.stop:
+			return
 		}
 	}
 }

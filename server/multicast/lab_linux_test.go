@@ -279,8 +279,28 @@ func TestLabLoss(t *testing.T) {
 	}
 	lossy := clients[0].host
 	addLoss(ctx, t, lossy, 5)
+	// Written on the lossy receiver (blocks out of order): it only grows,
+	// what it covers is on the target, and it ends at the size.
+	var calls int
+	var last int64
+	rc := clients[0]
+	rc.rcv.Written = func(n int64) {
+		calls++
+		if n <= last {
+			t.Errorf("Written(%d) after Written(%d)", n, last)
+		}
+		last = n
+		from := max(0, n-int64(rc.rcv.BlockSize))
+		if !bytes.Equal(rc.target.bytes()[from:n], l.image[from:n]) {
+			t.Errorf("Written(%d): the bytes before it are not on the target", n)
+		}
+	}
 	l.transfer(ctx, t, clients)
 	logLoss(ctx, t, lossy)
+	t.Logf("Written called %d times", calls)
+	if last != size {
+		t.Errorf("Written ended at %d of %d", last, size)
+	}
 	for _, c := range clients {
 		l.checkImage(c)
 		t.Logf("%s: %+v", c.host.Name, c.rcv.Stats())

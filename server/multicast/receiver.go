@@ -69,6 +69,12 @@ type Receiver struct {
 	// Progress, if set, is called from Run with the bytes held and the
 	// total, at most every 100 ms and once when every block is held.
 	Progress func(held, total int64)
+	// Written, if set, is called from Run with the length of the start of
+	// the image that is held and written to Target, each time it grows
+	// (blocks arrive out of order, so it may lag Progress): the caller
+	// can read that much back while the rest arrives. It reaches Size
+	// before Run returns nil.
+	Written func(n int64)
 	// Log receives diagnostics. Nil: discarded.
 	Log *slog.Logger
 	// Conn, if set, is the socket to use (from ListenGroup, already a
@@ -199,6 +205,22 @@ func (r *Receiver) Run(ctx context.Context) error {
 	var lastBatch = recvBatch
 	out := newBlockWriter(r.Target)
 	defer out.flush()
+	var prefix uint32  // blocks 0..prefix-1 are held
+	var reported int64 // what Written was last told
+	written := func() {
+		if r.Written == nil {
+			return
+		}
+		prefix = st.have.nextClear(prefix)
+		n := min(int64(prefix)*int64(r.BlockSize), r.Size)
+		if len(out.buf) > 0 {
+			n = min(n, out.off) // held, not yet written
+		}
+		if n > reported {
+			reported = n
+			r.Written(n)
+		}
+	}
 
 	send := func(now time.Time) {
 		nacks, status := st.due(now)
@@ -247,6 +269,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 		if out.err != nil {
 			return leave(out.err)
 		}
+		written()
 		st.check(now)
 		send(now)
 		progress(now, st.complete())
