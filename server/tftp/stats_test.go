@@ -14,14 +14,22 @@ import (
 // session is closed just after its last event.
 func waitSessions(t *testing.T, srv *Server, ok func(stats.Snapshot) bool) stats.Snapshot {
 	t.Helper()
+	_, st := waitStats(t, srv, func(_, s stats.Snapshot) bool { return ok(s) })
+	return st
+}
+
+// waitStats polls the listen and session counters until ok: a packet is
+// counted after it is sent, so the client may see it first.
+func waitStats(t *testing.T, srv *Server, ok func(listen, sess stats.Snapshot) bool) (stats.Snapshot, stats.Snapshot) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		_, st := srv.Stats()
-		if ok(st) {
-			return st
+		listen, sess := srv.Stats()
+		if ok(listen, sess) {
+			return listen, sess
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("session stats %+v", st)
+			t.Fatalf("listen stats %+v, session stats %+v", listen, sess)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -68,7 +76,7 @@ func TestStatsTransfer(t *testing.T) {
 	if err != nil || p.op != opERROR || p.code != errNotFound {
 		t.Fatalf("missing: %+v %v", p, err)
 	}
-	listen, sess2 := ts.srv.Stats()
+	listen, sess2 := waitStats(t, ts.srv, func(l, _ stats.Snapshot) bool { return l.PacketsOut >= 1 })
 	errPkt := appendError(nil, errNotFound, "file not found")
 	if listen.PacketsIn != 2 || listen.PacketsOut != 1 || listen.BytesOut != uint64(len(errPkt)) || listen.Active != 0 {
 		t.Errorf("listen stats after a missing file %+v", listen)
