@@ -182,6 +182,11 @@ func (p *prefixHash) run() {
 	var off int64
 	for {
 		for w := min(p.written.Load(), p.size); off < w; {
+			select {
+			case <-p.stop: // the receive failed: leave the target to what comes next
+				return
+			default:
+			}
 			n := int(min(int64(len(buf)), w-off))
 			if _, err := p.f.ReadAt(buf[:n], off); err != nil {
 				p.done <- err

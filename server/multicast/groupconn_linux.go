@@ -70,7 +70,8 @@ func listenGroup(iface *net.Interface, group *net.UDPAddr, readBuffer int) (*Gro
 // LocalPort is the port the socket is bound to.
 func (c *GroupConn) LocalPort() int { return c.port }
 
-// Close closes the socket; a read in progress returns net.ErrClosed.
+// Close closes the socket; a read waiting in poll(2) returns
+// net.ErrClosed within pollSlice, and closes the descriptor then.
 func (c *GroupConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,6 +98,12 @@ func (c *GroupConn) acquire() error {
 	return nil
 }
 
+func (c *GroupConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
 func (c *GroupConn) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -107,15 +114,16 @@ func (c *GroupConn) release() {
 }
 
 // readBatch reads up to len(bufs) packets into bufs, their lengths into
-// ns, waiting until deadline at most (os.ErrDeadlineExceeded), and never
-// longer than pollSlice, so that its caller can look at its context.
+// ns. It waits until deadline at most, and never longer than pollSlice
+// (os.ErrDeadlineExceeded; a zero deadline is pollSlice). Its caller
+// looks at its context in between.
 func (c *GroupConn) readBatch(bufs [][]byte, ns []int, deadline time.Time) (int, error) {
 	if err := c.acquire(); err != nil {
 		return 0, err
 	}
 	defer c.release()
 	c.prepare(bufs)
-	if until := time.Now().Add(pollSlice); until.Before(deadline) {
+	if until := time.Now().Add(pollSlice); deadline.IsZero() || until.Before(deadline) {
 		deadline = until
 	}
 	for {
@@ -141,13 +149,22 @@ func (c *GroupConn) readBatch(bufs [][]byte, ns []int, deadline time.Time) (int,
 		if _, err := unix.Poll(fds, ms); err != nil && !errors.Is(err, unix.EINTR) {
 			return 0, fmt.Errorf("poll: %w", err)
 		}
+		if c.isClosed() {
+			return 0, net.ErrClosed
+		}
 	}
 }
 
-// prepare points the message headers at bufs (once per set of buffers).
+// prepare points the message headers at bufs (again when they changed).
 func (c *GroupConn) prepare(bufs [][]byte) {
-	if len(c.bufsFor) == len(bufs) && len(bufs) > 0 && &c.bufsFor[0] == &bufs[0] {
-		return
+	if len(c.bufsFor) == len(bufs) {
+		same := true
+		for i := range bufs {
+			same = same && c.iovs[i].Base == &bufs[i][0] && int(c.iovs[i].Len) == len(bufs[i])
+		}
+		if same {
+			return
+		}
 	}
 	c.hdrs = make([]unix.Mmsghdr, len(bufs))
 	c.iovs = make([]unix.Iovec, len(bufs))
@@ -157,7 +174,7 @@ func (c *GroupConn) prepare(bufs [][]byte) {
 		c.hdrs[i].Hdr.Iov = &c.iovs[i]
 		c.hdrs[i].Hdr.SetIovlen(1)
 	}
-	c.bufsFor = bufs
+	c.bufsFor = append(c.bufsFor[:0], bufs...)
 }
 
 // writeTo sends b to addr (a NACK or STATUS); a full send buffer drops it

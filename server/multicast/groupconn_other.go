@@ -43,8 +43,8 @@ func (c *GroupConn) LocalPort() int { return c.port }
 func (c *GroupConn) Close() error { return c.conn.Close() }
 
 // readBatch reads up to len(bufs) packets into bufs, their lengths into
-// ns, waiting until deadline at most (os.ErrDeadlineExceeded), and never
-// longer than pollSlice.
+// ns. It waits until deadline at most, and never longer than pollSlice
+// (os.ErrDeadlineExceeded; a zero deadline is pollSlice).
 func (c *GroupConn) readBatch(bufs [][]byte, ns []int, deadline time.Time) (int, error) {
 	if len(c.msgs) != len(bufs) {
 		c.msgs = make([]ipv4.Message, len(bufs))
@@ -52,7 +52,7 @@ func (c *GroupConn) readBatch(bufs [][]byte, ns []int, deadline time.Time) (int,
 	for i := range bufs {
 		c.msgs[i].Buffers = bufs[i : i+1]
 	}
-	if until := time.Now().Add(pollSlice); until.Before(deadline) {
+	if until := time.Now().Add(pollSlice); deadline.IsZero() || until.Before(deadline) {
 		deadline = until
 	}
 	c.conn.SetReadDeadline(deadline)

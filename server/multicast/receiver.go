@@ -155,6 +155,9 @@ func ListenGroup(iface *net.Interface, group *net.UDPAddr, readBuffer int) (*Gro
 // silent, ErrEnded when it ended the session first, ctx's error when ctx
 // ends (the sender is told), or a Target or socket error.
 func (r *Receiver) Run(ctx context.Context) error {
+	if r.Conn != nil {
+		defer r.Conn.Close() // whatever happens, as documented
+	}
 	switch {
 	case r.Target == nil:
 		return errors.New("multicast: Receiver.Target is nil")
@@ -176,8 +179,8 @@ func (r *Receiver) Run(ctx context.Context) error {
 		if conn, err = ListenGroup(r.Interface, r.Group, r.ReadBuffer); err != nil {
 			return err
 		}
+		defer conn.Close()
 	}
-	defer conn.Close()
 	if r.Size == 0 {
 		return nil
 	}

@@ -192,4 +192,17 @@ func TestReceiverValidation(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
+	// A socket handed to Run is closed even when Run refuses to start.
+	conn, err := ListenGroup(loopback(t), GroupAddr(1, 41001), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := good()
+	r.Conn, r.ClientID = conn, 0
+	if err := r.Run(context.Background()); err == nil {
+		t.Fatal("Run without a client ID")
+	}
+	if err := conn.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("the socket was left open: Close says %v", err)
+	}
 }

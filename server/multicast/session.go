@@ -596,7 +596,9 @@ func (s *session) control(now time.Time) {
 	factor := cutFactor(worst.lossRate, worst.loss.base)
 	if s.cfg.slow == SlowDrop {
 		floor = max(floor, s.cfg.slowRate)
-		if s.rate.rate*factor < s.cfg.slowRate {
+		// A strike when even the usual cut would go below the slow rate: a
+		// deep cut for one stalled interval is no reason to drop.
+		if s.rate.rate*decreaseFactor < s.cfg.slowRate {
 			if worst.strikes++; worst.strikes >= slowStrikes {
 				s.fallback(worst, ReasonSlow, now)
 				return
