@@ -77,6 +77,9 @@ func (e *verifyError) Unwrap() error { return e.err }
 
 func (c *checker) check(w written) error {
 	b := c.back[:len(w.b)]
+	if err := evict(c.f, w.off, int64(len(b))); err != nil {
+		return fmt.Errorf("agent: verify %s: %w", c.f.Name(), err)
+	}
 	if n, err := c.f.ReadAt(b, w.off); n < len(b) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF

@@ -188,6 +188,10 @@ func (p *prefixHash) run() {
 			default:
 			}
 			n := int(min(int64(len(buf)), w-off))
+			if err := evict(p.f, off, int64(n)); err != nil {
+				p.done <- err
+				return
+			}
 			if _, err := p.f.ReadAt(buf[:n], off); err != nil {
 				p.done <- err
 				return

@@ -289,6 +289,7 @@ func (a *applier) copy(ctx context.Context, src io.Reader) error {
 				chk.wait()
 				return fmt.Errorf("agent: write %s: %w", a.t.f.Name(), err)
 			}
+			startWriteback(a.t.f, a.written, int64(n))
 			chk.add(buf[:n], a.written)
 			a.written += int64(n)
 			if afterWrite != nil {
