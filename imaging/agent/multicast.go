@@ -145,6 +145,10 @@ func (a *applier) readBack(ctx context.Context, back *prefixHash) (string, error
 	}
 }
 
+// evictAlign is what the read-back's chunks are aligned to below the
+// end: a page, at least (posix_fadvise drops whole pages only).
+const evictAlign = 64 << 10
+
 // prefixHash reads the target back from its start and hashes it, in a
 // goroutine of its own, as far as advance says it is written; done gets
 // nil once size bytes are hashed, or the read error.
@@ -181,7 +185,11 @@ func (p *prefixHash) run() {
 	buf := make([]byte, 1<<20)
 	var off int64
 	for {
-		for w := min(p.written.Load(), p.size); off < w; {
+		w := min(p.written.Load(), p.size)
+		if w < p.size {
+			w &^= evictAlign - 1 // whole pages, so that evict drops each one
+		}
+		for off < w {
 			select {
 			case <-p.stop: // the receive failed: leave the target to what comes next
 				return
