@@ -18,6 +18,7 @@ type checker struct {
 	f            *os.File
 	h            hash.Hash
 	readBackHash bool
+	fromDevice   bool   // evict each chunk first: read back from the device
 	back         []byte // a chunk read back
 	free         chan []byte
 	work         chan written
@@ -37,9 +38,9 @@ type written struct {
 // of the check, plus one.
 const checkerBuffers = 3
 
-func newChecker(f *os.File, h hash.Hash, readBackHash bool, chunk int) *checker {
+func newChecker(f *os.File, h hash.Hash, readBackHash, fromDevice bool, chunk int) *checker {
 	c := &checker{
-		f: f, h: h, readBackHash: readBackHash,
+		f: f, h: h, readBackHash: readBackHash, fromDevice: fromDevice,
 		back:    make([]byte, chunk),
 		free:    make(chan []byte, checkerBuffers),
 		work:    make(chan written, checkerBuffers),
@@ -77,8 +78,10 @@ func (e *verifyError) Unwrap() error { return e.err }
 
 func (c *checker) check(w written) error {
 	b := c.back[:len(w.b)]
-	if err := evict(c.f, w.off, int64(len(b))); err != nil {
-		return fmt.Errorf("agent: verify %s: %w", c.f.Name(), err)
+	if c.fromDevice {
+		if err := evict(c.f, w.off, int64(len(b))); err != nil {
+			return fmt.Errorf("agent: verify %s: %w", c.f.Name(), err)
+		}
 	}
 	if n, err := c.f.ReadAt(b, w.off); n < len(b) {
 		if err == nil || err == io.EOF {

@@ -75,7 +75,7 @@ func groupInterface(name string, server net.IP) (*net.Interface, error) {
 // own, so that the receiver never waits for an RPC call.
 func (a *applier) multicast(ctx context.Context, j wds.MulticastJoin, iface *net.Interface) (string, int64, error) {
 	var held atomic.Int64
-	back := newPrefixHash(a.t.f, j.Size)
+	back := newPrefixHash(a.t.f, j.Size, a.t.device)
 	r := &multicast.Receiver{
 		Interface: iface, Group: j.Group, Server: j.Server, SessionID: j.SessionID, ClientID: j.ClientID,
 		Key: j.Key, Size: j.Size, BlockSize: j.BlockSize, Target: a.t.f, Log: a.log,
@@ -153,17 +153,18 @@ const evictAlign = 64 << 10
 // goroutine of its own, as far as advance says it is written; done gets
 // nil once size bytes are hashed, or the read error.
 type prefixHash struct {
-	f       *os.File
-	size    int64
-	h       hash.Hash
-	written atomic.Int64
-	kick    chan struct{}
-	stop    chan struct{}
-	done    chan error
+	f          *os.File
+	size       int64
+	fromDevice bool // evict each run first: read back from the device
+	h          hash.Hash
+	written    atomic.Int64
+	kick       chan struct{}
+	stop       chan struct{}
+	done       chan error
 }
 
-func newPrefixHash(f *os.File, size int64) *prefixHash {
-	p := &prefixHash{f: f, size: size, h: sha256.New(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
+func newPrefixHash(f *os.File, size int64, fromDevice bool) *prefixHash {
+	p := &prefixHash{f: f, size: size, fromDevice: fromDevice, h: sha256.New(), kick: make(chan struct{}, 1), stop: make(chan struct{}),
 		done: make(chan error, 1)}
 	go p.run()
 	return p
@@ -196,9 +197,11 @@ func (p *prefixHash) run() {
 			default:
 			}
 			n := int(min(int64(len(buf)), w-off))
-			if err := evict(p.f, off, int64(n)); err != nil {
-				p.done <- err
-				return
+			if p.fromDevice {
+				if err := evict(p.f, off, int64(n)); err != nil {
+					p.done <- err
+					return
+				}
 			}
 			if _, err := p.f.ReadAt(buf[:n], off); err != nil {
 				p.done <- err

@@ -27,7 +27,7 @@ func TestPrefixHash(t *testing.T) {
 	}
 	defer f.Close()
 
-	p := newPrefixHash(f, int64(len(data)))
+	p := newPrefixHash(f, int64(len(data)), true)
 	for _, n := range []int64{100, 100, 5 << 20 >> 2, 2 << 20, 3 << 20} {
 		p.advance(n)
 	}
@@ -44,13 +44,13 @@ func TestPrefixHash(t *testing.T) {
 		t.Error("hash differs from the file's")
 	}
 
-	short := newPrefixHash(f, int64(len(data))+1)
+	short := newPrefixHash(f, int64(len(data))+1, true)
 	short.advance(int64(len(data)) + 1)
 	if err := <-short.done; !errors.Is(err, io.EOF) {
 		t.Errorf("short file: %v", err)
 	}
 
-	gone := newPrefixHash(f, int64(len(data)))
+	gone := newPrefixHash(f, int64(len(data)), true)
 	gone.advance(10)
 	gone.abandon()
 	select {

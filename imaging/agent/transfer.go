@@ -267,7 +267,7 @@ var afterWrite func(written int64)
 // copy writes src onto the target at a.written onwards, each chunk
 // read back and hashed by a checker while the next is read and written.
 func (a *applier) copy(ctx context.Context, src io.Reader) error {
-	chk := newChecker(a.t.f, a.h, a.im.SHA256 != "", chunkSize)
+	chk := newChecker(a.t.f, a.h, a.im.SHA256 != "", a.t.device, chunkSize)
 	for {
 		if err := ctx.Err(); err != nil {
 			chk.wait()
@@ -289,7 +289,9 @@ func (a *applier) copy(ctx context.Context, src io.Reader) error {
 				chk.wait()
 				return fmt.Errorf("agent: write %s: %w", a.t.f.Name(), err)
 			}
-			startWriteback(a.t.f, a.written, int64(n))
+			if a.t.device {
+				startWriteback(a.t.f, a.written, int64(n))
+			}
 			chk.add(buf[:n], a.written)
 			a.written += int64(n)
 			if afterWrite != nil {
