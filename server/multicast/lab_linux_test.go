@@ -575,18 +575,7 @@ func TestLabForgeryAndGracefulShutdown(t *testing.T) {
 			once.Do(func() { go func() { shutdown <- l.sender.Shutdown(ctx) }() })
 		}
 	}
-	l.serve(ctx)
-	for _, c := range clients {
-		c.run(ctx)
-	}
-	for _, c := range clients {
-		if err := c.wait(t); err != nil {
-			t.Errorf("%s: %v", c.host.Name, err)
-		}
-	}
-	if err := l.wait(); err != nil {
-		t.Errorf("Serve: %v", err)
-	}
+	l.transfer(ctx, t, clients)
 	close(stopForging)
 	<-forging
 	select {
