@@ -25,13 +25,15 @@ import (
 type GroupConn struct {
 	port int
 
-	mu      sync.Mutex
-	fd      int
-	closed  bool
-	busy    bool // a system call on fd is in progress
-	hdrs    []unix.Mmsghdr
-	iovs    []unix.Iovec
-	bufsFor [][]byte // the buffers hdrs point at
+	mu     sync.Mutex
+	fd     int
+	closed bool
+	busy   bool // a system call on fd is in progress
+
+	// The message headers of recvmmsg and the buffers they point at
+	// (Receiver.Run's goroutine only).
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
 }
 
 // listenGroup opens the socket: UDP 0.0.0.0:port with SO_REUSEADDR,
@@ -157,7 +159,7 @@ func (c *GroupConn) readBatch(bufs [][]byte, ns []int, deadline time.Time) (int,
 
 // prepare points the message headers at bufs (again when they changed).
 func (c *GroupConn) prepare(bufs [][]byte) {
-	if len(c.bufsFor) == len(bufs) {
+	if len(c.iovs) == len(bufs) {
 		same := true
 		for i := range bufs {
 			same = same && c.iovs[i].Base == &bufs[i][0] && int(c.iovs[i].Len) == len(bufs[i])
@@ -174,7 +176,6 @@ func (c *GroupConn) prepare(bufs [][]byte) {
 		c.hdrs[i].Hdr.Iov = &c.iovs[i]
 		c.hdrs[i].Hdr.SetIovlen(1)
 	}
-	c.bufsFor = append(c.bufsFor[:0], bufs...)
 }
 
 // writeTo sends b to addr (a NACK or STATUS); a full send buffer drops it
