@@ -62,9 +62,9 @@ var errProbe = errors.New("tftp: size probe")
 
 // run does the transfer and reports its outcome as events.
 func (s *session) run() {
-	s.emitEvent(tracker.KindStart, 0, "")
-	s.log.Debug("tftp session start", "blksize", s.p.blksize, "window", s.p.window, "msftwindow", s.p.msft, "size", s.size)
 	start := time.Now()
+	s.emitAt(start, tracker.KindStart, 0, "")
+	s.log.Debug("tftp session start", "blksize", s.p.blksize, "window", s.p.window, "msftwindow", s.p.msft, "size", s.size)
 	s.lastProg = start
 	err := s.transfer()
 	if errors.Is(err, net.ErrClosed) {
@@ -87,8 +87,14 @@ func (s *session) run() {
 }
 
 func (s *session) emitEvent(kind tracker.Kind, n int64, det string) {
+	s.emitAt(time.Now(), kind, n, det)
+}
+
+// emitAt emits an event stamped now (the time the progress throttle
+// measured, so that progress events are progressEvery apart).
+func (s *session) emitAt(now time.Time, kind tracker.Kind, n int64, det string) {
 	e := s.ev
-	e.Time = time.Now()
+	e.Time = now
 	e.Event = kind
 	e.Bytes = n
 	e.Detail = det
@@ -371,7 +377,7 @@ func (s *session) progress() {
 		return
 	}
 	s.lastProg = now
-	s.emitEvent(tracker.KindProgress, s.sent, "")
+	s.emitAt(now, tracker.KindProgress, s.sent, "")
 }
 
 func isTimeout(err error) bool {
